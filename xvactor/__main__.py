@@ -1,0 +1,3 @@
+from xvactor.cli import main
+
+raise SystemExit(main())
