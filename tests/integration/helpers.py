@@ -1,0 +1,29 @@
+"""Helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from xvactor.dicom.part10 import dataset_offset
+from xvactor.testing.node import NodeHandle
+
+
+def dataset_bytes(path: Path) -> bytes:
+    """The dataset of a Part 10 file, without its preamble and File Meta."""
+    with path.open("rb") as fp:
+        offset = dataset_offset(fp)
+        fp.seek(offset)
+        return fp.read()
+
+
+def stored_path(handle: NodeHandle, ds: Dataset) -> Path:
+    """Where the node files ``ds``."""
+    return (
+        handle.data_dir
+        / "studies"
+        / ds.StudyInstanceUID
+        / ds.SeriesInstanceUID
+        / f"{ds.SOPInstanceUID}.dcm"
+    )

@@ -1,0 +1,150 @@
+"""Part 10 writing, header reading, records and the catalog's group-commit writer."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from xvactor.catalog.sqlite import count_instances, find_instance, open_catalog, write_batch
+from xvactor.dicom.part10 import (
+    FileMeta,
+    copy_dataset_to_part10,
+    dataset_offset,
+    encode_file_meta,
+    read_header,
+)
+from xvactor.dicom.records import InstanceRecord, record_from_header, valid_uid
+from xvactor.dicom.status import CannotUnderstand
+from xvactor.testing.datasets import make_dataset
+
+
+def meta_for(ds: pydicom.Dataset, ts: str) -> FileMeta:
+    return FileMeta(
+        sop_class_uid=ds.SOPClassUID,
+        sop_instance_uid=ds.SOPInstanceUID,
+        transfer_syntax_uid=ts,
+        implementation_class_uid="1.2.840.114384",
+        implementation_version_name="XVACTOR_010",
+        source_ae_title="MODALITY",
+    )
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_copy_keeps_dataset_bytes_and_writes_our_meta(tmp_path: Path, ts: str) -> None:
+    ds = make_dataset(patient_name="Müller^Jürgen")
+    source = tmp_path / "src.dcm"
+    ds.file_meta.TransferSyntaxUID = ts
+    ds.save_as(source, enforce_file_format=True)
+    src_bytes = source.read_bytes()
+    src_offset = dataset_offset(io.BytesIO(src_bytes))
+
+    destination = tmp_path / "dst.dcm"
+    offset, size = copy_dataset_to_part10(source, meta_for(ds, ts), destination)
+
+    written = destination.read_bytes()
+    assert size == len(written)
+    assert written[offset:] == src_bytes[src_offset:]
+    back = pydicom.dcmread(destination)
+    assert back.file_meta.ImplementationClassUID == "1.2.840.114384"
+    assert back.file_meta.SourceApplicationEntityTitle == "MODALITY"
+    assert back.file_meta.TransferSyntaxUID == ts
+    assert str(back.PatientName) == "Müller^Jürgen"
+
+    header = read_header(destination, offset, ts)
+    assert b"\xe0\x7f\x10\x00" not in header.raw[-8:]  # stops before Pixel Data
+    assert written[offset : offset + len(header.raw)] == header.raw
+    assert str(header.dataset.PatientName) == "Müller^Jürgen"
+
+
+def test_dataset_offset_rejects_non_part10() -> None:
+    with pytest.raises(ValueError, match="Part 10"):
+        dataset_offset(io.BytesIO(b"\x00" * 200))
+
+
+def test_encode_file_meta_has_group_length() -> None:
+    encoded = encode_file_meta(meta_for(make_dataset(), ExplicitVRLittleEndian))
+    assert dataset_offset(io.BytesIO(encoded + b"\x00" * 16)) == len(encoded)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("1.2.3", True), ("1.02.3", False), ("", False), ("1." * 40, False), ("1.2.a", False)],
+)
+def test_valid_uid(value: str, ok: bool) -> None:
+    assert valid_uid(value) is ok
+
+
+def record(ds: pydicom.Dataset, path: str = "p") -> InstanceRecord:
+    return record_from_header(
+        ds,
+        affected_sop_class_uid=ds.SOPClassUID,
+        affected_sop_instance_uid=ds.SOPInstanceUID,
+        transfer_syntax_uid=ExplicitVRLittleEndian,
+        path=path,
+        size=1,
+        dataset_offset=0,
+        calling_ae_title="A",
+        received_at=0.0,
+        header=b"",
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
+def test_record_refuses_mismatched_or_missing_uids() -> None:
+    ds = make_dataset()
+    with pytest.raises(CannotUnderstand, match="AffectedSOPInstanceUID"):
+        record_from_header(
+            ds,
+            affected_sop_class_uid=ds.SOPClassUID,
+            affected_sop_instance_uid="1.2.3",
+            transfer_syntax_uid=ExplicitVRLittleEndian,
+            path="",
+            size=0,
+            dataset_offset=0,
+            calling_ae_title="",
+            received_at=0.0,
+            header=b"",
+        )
+    ds.SeriesInstanceUID = "../../etc"
+    with pytest.raises(CannotUnderstand, match="SeriesInstanceUID"):
+        record(ds)
+
+
+def test_write_batch_one_transaction_with_duplicates(tmp_path: Path) -> None:
+    conn = open_catalog(tmp_path / "c.sqlite")
+    a, b = make_dataset(), make_dataset()
+    outcomes = write_batch(conn, [(record(a, "a1"), False), (record(b), False)])
+    assert [o.written for o in outcomes if not isinstance(o, Exception)] == [True, True]
+    again = write_batch(conn, [(record(a, "a2"), False), (record(a, "a3"), True)])
+    assert again[0] == again[0].__class__(existed=True, previous_path="a1", written=False)
+    assert again[1] == again[1].__class__(existed=True, previous_path="a1", written=True)
+    assert count_instances(conn) == 2
+    found = find_instance(conn, a.SOPInstanceUID)
+    assert found is not None
+    assert found.path == "a3"
+    assert find_instance(conn, "9.9") is None
+
+
+def test_write_batch_failure_rolls_back_everything(tmp_path: Path) -> None:
+    conn = open_catalog(tmp_path / "c.sqlite")
+
+    bad = record(make_dataset())
+    conn.execute("DROP TABLE series")  # every insert in the batch now fails
+    outcomes = write_batch(conn, [(bad, False)])
+    assert isinstance(outcomes[0], sqlite3.DatabaseError)
+    assert conn.execute("SELECT COUNT(*) FROM patients").fetchone()[0] == 0
+
+
+def test_catalog_reopens_and_refuses_unknown_schema(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    open_catalog(path).close()
+    open_catalog(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version=99")
+    with pytest.raises(RuntimeError, match="schema version 99"):
+        open_catalog(path)

@@ -1,0 +1,73 @@
+"""The listener actor: owns pynetdicom's servers for every configured listen address.
+
+It starts last and stops first in the node's tree, so no association is accepted before
+storage and catalog are ready, and on shutdown the servers stop accepting and drain
+in-flight C-STOREs while storage and catalog are still running.
+"""
+
+from __future__ import annotations
+
+from typing import assert_never
+
+from xvactor.actors.storage import StorageInbox
+from xvactor.config import NodeConfig
+from xvactor.dicom.server import InboundServer
+from xvactor.runtime import Actor, ActorRef, Limiters, LoopBridge, Message, run_blocking
+
+__all__ = ["GetAddresses", "ListenerActor", "ListenerAddresses", "ListenerInbox", "addresses"]
+
+
+class GetAddresses(Message, frozen=True, tag=True, kw_only=True):
+    """Query: where is the node listening?"""
+
+
+class ListenerAddresses(Message, frozen=True, tag=True, kw_only=True):
+    """Reply: bound (host, port) pairs, in configuration order."""
+
+    addresses: tuple[tuple[str, int], ...]
+
+
+ListenerInbox = GetAddresses
+
+
+class ListenerActor(Actor[ListenerInbox]):
+    """Runs the DICOM listeners; their handlers talk to the storage actor."""
+
+    def __init__(
+        self, config: NodeConfig, storage: ActorRef[StorageInbox], limiters: Limiters
+    ) -> None:
+        self._config = config
+        self._storage = storage
+        self._limiters = limiters
+        self._server: InboundServer | None = None
+
+    async def started(self) -> None:
+        """Bind every listener; the node is ready when this returns."""
+        server = InboundServer(self._config, LoopBridge(), self._storage)
+        await run_blocking(self._limiters, "listener", server.start)
+        self._server = server
+
+    async def stopping(self) -> None:
+        """Stop accepting and drain in-flight C-STOREs (bounded by the shutdown timeout)."""
+        if self._server is not None:
+            server, self._server = self._server, None
+            await run_blocking(
+                self._limiters,
+                "listener",
+                lambda: server.stop(drain_timeout=self._config.timeouts.shutdown),
+            )
+
+    async def receive(self, message: ListenerInbox) -> object:
+        """Dispatch one message."""
+        match message:
+            case GetAddresses():
+                bound = tuple(self._server.addresses) if self._server else ()
+                return ListenerAddresses(addresses=bound)
+            case _:
+                assert_never(message)
+
+
+async def addresses(ref: ActorRef[ListenerInbox], *, timeout: float = 5.0) -> list[tuple[str, int]]:
+    """The node's bound listen addresses."""
+    reply = await ref.ask(GetAddresses(), expect=ListenerAddresses, timeout=timeout)
+    return list(reply.addresses)

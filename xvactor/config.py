@@ -1,0 +1,236 @@
+"""Node configuration: TOML decoded by msgspec into frozen structs.
+
+The shape follows the spirit of PS3.15 Annex H (a device with network AEs, the connections
+they listen on, and the remote AEs they talk to), flattened so a small node stays a small
+file.  Unknown or misspelt keys are errors that name their path (``listeners[0].prot``),
+so a typo never silently falls back to a default.
+
+The key names ``[[listeners]]`` (``host``, ``port``) and ``[[destinations]]`` (``name``,
+``ae_title``, ``host``, ``port``) are stable from release to release.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "DEFAULT_IMPLEMENTATION_CLASS_UID",
+    "ConfigError",
+    "Destination",
+    "DuplicatePolicy",
+    "Listener",
+    "Mailboxes",
+    "NodeConfig",
+    "Overrides",
+    "Timeouts",
+    "load_config",
+]
+
+DEFAULT_IMPLEMENTATION_CLASS_UID = "1.2.840.114384"
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 6.2: AE, no backslash
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message is one line, ready for the user."""
+
+
+class DuplicatePolicy(enum.StrEnum):
+    """What to do when a SOP Instance UID that is already stored is received again.
+
+    ``keep_first`` (default, like Orthanc): keep the stored copy and answer Success, because
+    the usual cause is a sender retrying after a lost response.  ``overwrite``: replace the
+    stored copy.  ``reject``: answer 0x0111 (Duplicate SOP Instance) with an ErrorComment.
+    """
+
+    KEEP_FIRST = "keep_first"
+    OVERWRITE = "overwrite"
+    REJECT = "reject"
+
+
+class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class Listener(_Struct):
+    """One listen address (a PS3.15 Annex H network connection)."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - a DICOM node listens on all interfaces by default
+    port: int = 11112
+
+
+class Destination(_Struct):
+    """A remote AE: move destination, forwarding target, or client peer."""
+
+    name: str
+    ae_title: str
+    host: str
+    port: int
+
+
+class Timeouts(_Struct):
+    """One timeout per phase, in seconds (as dcm4che-net names them)."""
+
+    connect: float = 10.0
+    acse: float = 30.0
+    dimse: float = 60.0
+    idle: float = 60.0
+    store: float = 120.0
+    """How long an inbound C-STORE may wait for the node (mailbox space and commit)."""
+    shutdown: float = 30.0
+    """How long SIGTERM waits for in-flight C-STOREs before aborting them."""
+
+
+class Mailboxes(_Struct):
+    """Bounded mailbox sizes per actor."""
+
+    storage: int = 64
+    catalog: int = 256
+
+
+class NodeConfig(_Struct):
+    """The whole node: its AE, where it listens, where it keeps data, and its limits."""
+
+    ae_title: str = "XVACTOR"
+    data_dir: str = "./xvactor-data"
+    listeners: tuple[Listener, ...] = (Listener(),)
+    destinations: tuple[Destination, ...] = ()
+    max_pdu: int = 262144
+    implementation_class_uid: str = DEFAULT_IMPLEMENTATION_CLASS_UID
+    implementation_version_name: str = "XVACTOR_010"
+    max_associations: int = 32
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
+    min_free_disk_mb: int = 256
+    timeouts: Timeouts = Timeouts()
+    mailboxes: Mailboxes = Mailboxes()
+    log_level: str = "INFO"
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory as a path."""
+        return Path(self.data_dir)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line flags that override the file (``None`` keeps the file's value)."""
+
+    port: int | None = None
+    ae_title: str | None = None
+    data_dir: str | None = None
+
+
+def _default_text() -> str:
+    return resources.files("xvactor").joinpath("default.toml").read_text(encoding="utf-8")
+
+
+def _format_path(path: str) -> str:
+    """Turn msgspec's ``$.listeners[0]`` into ``listeners[0]``."""
+    path = path.removeprefix("$")
+    return path.removeprefix(".")
+
+
+def _explain(error: msgspec.ValidationError) -> str:
+    message = str(error)
+    unknown = re.match(r"Object contains unknown field `([^`]+)`(?: - at `([^`]+)`)?", message)
+    if unknown:
+        where = _format_path(unknown.group(2) or "")
+        key = f"{where}.{unknown.group(1)}" if where else unknown.group(1)
+        return f"{key}: unknown key"
+    located = re.match(r"(.*) - at `([^`]+)`$", message)
+    if located:
+        return f"{_format_path(located.group(2))}: {located.group(1)}"
+    return message
+
+
+def _check(config: NodeConfig) -> None:
+    """Semantic checks msgspec's types cannot express."""
+    problems: list[str] = []
+    if not _AE_TITLE.match(config.ae_title) or not config.ae_title.strip():
+        problems.append(f"ae_title: {config.ae_title!r} is not a valid AE title (1-16 chars)")
+    if not _UID.match(config.implementation_class_uid) or len(config.implementation_class_uid) > 64:
+        problems.append("implementation_class_uid: not a valid UID")
+    if not 1 <= len(config.implementation_version_name) <= 16:
+        problems.append("implementation_version_name: must be 1-16 characters")
+    if not config.listeners:
+        problems.append("listeners: at least one listener is needed")
+    for index, listener in enumerate(config.listeners):
+        if not 0 <= listener.port <= 65535:
+            problems.append(f"listeners[{index}].port: {listener.port} is not a TCP port")
+    names: set[str] = set()
+    for index, destination in enumerate(config.destinations):
+        if destination.name in names:
+            problems.append(f"destinations[{index}].name: {destination.name!r} is used twice")
+        names.add(destination.name)
+        if not _AE_TITLE.match(destination.ae_title):
+            problems.append(f"destinations[{index}].ae_title: not a valid AE title")
+        if not 1 <= destination.port <= 65535:
+            problems.append(f"destinations[{index}].port: {destination.port} is not a TCP port")
+    if config.max_pdu != 0 and not 4096 <= config.max_pdu <= 2**32 - 1:
+        problems.append("max_pdu: must be 0 (unlimited) or 4096..4294967295")
+    if config.max_associations < 1:
+        problems.append("max_associations: must be at least 1")
+    if config.min_free_disk_mb < 0:
+        problems.append("min_free_disk_mb: must not be negative")
+    for key in ("storage", "catalog"):
+        if getattr(config.mailboxes, key) < 1:
+            problems.append(f"mailboxes.{key}: must be at least 1")
+    for key in ("connect", "acse", "dimse", "idle", "store", "shutdown"):
+        if getattr(config.timeouts, key) <= 0:
+            problems.append(f"timeouts.{key}: must be positive")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _apply(config: NodeConfig, overrides: Overrides) -> NodeConfig:
+    changes: dict[str, Any] = {}
+    if overrides.ae_title is not None:
+        changes["ae_title"] = overrides.ae_title
+    if overrides.data_dir is not None:
+        changes["data_dir"] = overrides.data_dir
+    if overrides.port is not None:
+        # --port moves the first listener; further listeners keep their own ports.
+        first, *rest = config.listeners or (Listener(),)
+        changes["listeners"] = (msgspec.structs.replace(first, port=overrides.port), *rest)
+    return msgspec.structs.replace(config, **changes) if changes else config
+
+
+def load_config(path: Path | None = None, overrides: Overrides | None = None) -> NodeConfig:
+    """Load a configuration file (or the embedded default) and apply the CLI overrides.
+
+    Raises
+    ------
+    ConfigError
+        With a one-line message naming the offending key path.
+    """
+    if path is None:
+        text = _default_text()
+        source = "embedded default"
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        source = str(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    try:
+        config = msgspec.convert(raw, type=NodeConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_explain(exc)}") from None
+    config = _apply(config, overrides or Overrides())
+    try:
+        _check(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return config

@@ -1,0 +1,234 @@
+"""The inbound boundary: pynetdicom's AE, its servers, and thin event handlers.
+
+pynetdicom runs each association on its own thread.  Handlers here only translate: a
+C-STORE becomes a ``StoreInstance`` message, the handler waits on the storage actor's
+bounded mailbox through the loop bridge (a full mailbox blocks this thread, which stops
+reading the socket, which slows the peer through TCP), and whatever comes back, value or
+exception, becomes a status through ``status_for``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, _config, evt
+from pynetdicom.transport import ThreadedAssociationServer
+
+from xvactor.actors.storage import InstanceStored, StorageInbox, StoreInstance
+from xvactor.config import NodeConfig
+from xvactor.dicom.contexts import (
+    SERVICE_TRANSFER_SYNTAXES,
+    STORAGE_SOP_CLASSES,
+    STORAGE_TRANSFER_SYNTAXES,
+    VERIFICATION,
+)
+from xvactor.dicom.status import OutOfResources, StatusReply, status_for
+from xvactor.runtime import ActorRef, LoopBridge
+
+__all__ = ["InboundServer", "build_ae", "set_nodelay"]
+
+LOGGER = logging.getLogger("xvactor.association")
+
+# Receive C-STORE datasets into a file as they arrive (flat memory for objects of hundreds
+# of MB) instead of into memory.  pynetdicom reads this module-level flag per message.
+_config.STORE_RECV_CHUNKED_DATASET = True
+
+
+def set_nodelay(sock: socket.socket) -> None:
+    """Disable Nagle: DIMSE is request/response, delayed ACKs cost 40 ms per message."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def build_ae(config: NodeConfig) -> AE:
+    """An AE with the node's identity, limits, timeouts and supported contexts."""
+    ae = AE(ae_title=config.ae_title)
+    ae.implementation_class_uid = config.implementation_class_uid
+    ae.implementation_version_name = config.implementation_version_name
+    ae.maximum_pdu_size = config.max_pdu
+    ae.maximum_associations = config.max_associations
+    ae.connection_timeout = config.timeouts.connect
+    ae.acse_timeout = config.timeouts.acse
+    ae.dimse_timeout = config.timeouts.dimse
+    ae.network_timeout = config.timeouts.idle
+    ae.require_called_aet = True
+    ae.add_supported_context(VERIFICATION, list(SERVICE_TRANSFER_SYNTAXES))
+    for sop_class in STORAGE_SOP_CLASSES:
+        ae.add_supported_context(sop_class, list(STORAGE_TRANSFER_SYNTAXES))
+    return ae
+
+
+@dataclass
+class _AssociationLog:
+    """What one association did, logged once when its connection closes."""
+
+    peer: str
+    calling: str = "?"
+    called: str = "?"
+    outcome: str = "connected"
+    echoes: int = 0
+    stored: int = 0
+    failed: int = 0
+    counts_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def line(self) -> str:
+        return (
+            f"association {self.calling}@{self.peer} -> {self.called}: {self.outcome}; "
+            f"{self.echoes} echo, {self.stored} stored, {self.failed} failed"
+        )
+
+
+class InboundServer:
+    """Owns the AE's listening servers and translates their events into messages."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        bridge: LoopBridge,
+        storage: ActorRef[StorageInbox],
+    ) -> None:
+        self._config = config
+        self._bridge = bridge
+        self._storage = storage
+        self._ae = build_ae(config)
+        self._servers: list[ThreadedAssociationServer] = []
+        self._logs: dict[int, _AssociationLog] = {}
+        self._logs_lock = threading.Lock()
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self._closing = False
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound (host, port) of each listener (ports resolved when 0 was asked)."""
+        return [server.server_address[:2] for server in self._servers]
+
+    def _handlers(self) -> list[tuple[Any, Callable[..., Any]]]:
+        return [
+            (evt.EVT_CONN_OPEN, self._on_conn_open),
+            (evt.EVT_CONN_CLOSE, self._on_conn_close),
+            (evt.EVT_ACCEPTED, self._on_outcome("accepted")),
+            (evt.EVT_REJECTED, self._on_outcome("rejected")),
+            (evt.EVT_RELEASED, self._on_outcome("released")),
+            (evt.EVT_ABORTED, self._on_outcome("aborted")),
+            (evt.EVT_C_ECHO, self._on_c_echo),
+            (evt.EVT_C_STORE, self._on_c_store),
+        ]
+
+    def start(self) -> None:
+        """Bind every listener and start serving (blocking: run on a worker thread)."""
+        try:
+            for listener in self._config.listeners:
+                server = self._ae.start_server(
+                    (listener.host, listener.port), block=False, evt_handlers=self._handlers()
+                )
+                self._servers.append(server)
+        except BaseException:
+            self.stop(drain_timeout=0.0)
+            raise
+
+    def stop(self, *, drain_timeout: float) -> None:
+        """Stop accepting, let in-flight C-STOREs finish, then abort what remains.
+
+        Blocking: run on a worker thread.
+        """
+        self._closing = True
+        for server in self._servers:
+            server.shutdown()
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=drain_timeout)
+        for server in self._servers:
+            for assoc in list(server.active_associations):
+                assoc.abort()
+        self._servers.clear()
+
+    # --- event handlers: run on pynetdicom's threads -------------------------------------
+
+    def _log_for(self, event: evt.Event) -> _AssociationLog:
+        with self._logs_lock:
+            key = id(event.assoc)
+            if key not in self._logs:
+                address = event.assoc.requestor.address
+                port = event.assoc.requestor.port
+                self._logs[key] = _AssociationLog(peer=f"{address}:{port}")
+            return self._logs[key]
+
+    def _on_conn_open(self, event: evt.Event) -> None:
+        set_nodelay(event.assoc.dul.socket.socket)
+        self._log_for(event)
+
+    def _on_outcome(self, outcome: str) -> Callable[[evt.Event], None]:
+        def handler(event: evt.Event) -> None:
+            log = self._log_for(event)
+            log.calling = str(event.assoc.requestor.ae_title)
+            log.called = str(event.assoc.acceptor.ae_title)
+            if outcome == "aborted" and log.outcome in ("released", "rejected"):
+                return
+            log.outcome = outcome
+
+        return handler
+
+    def _on_conn_close(self, event: evt.Event) -> None:
+        with self._logs_lock:
+            log = self._logs.pop(id(event.assoc), None)
+        if log is not None:
+            LOGGER.info(log.line())
+
+    def _on_c_echo(self, event: evt.Event) -> int:
+        log = self._log_for(event)
+        with log.counts_lock:
+            log.echoes += 1
+        return 0x0000
+
+    def _on_c_store(self, event: evt.Event) -> Dataset:
+        log = self._log_for(event)
+        with self._idle:
+            self._in_flight += 1
+        try:
+            reply = self._store(event)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+        with log.counts_lock:
+            if reply.status == 0x0000 or reply.status >> 12 == 0xB:
+                log.stored += 1
+            else:
+                log.failed += 1
+        return _status_dataset(reply)
+
+    def _store(self, event: evt.Event) -> StatusReply:
+        if self._closing:
+            return status_for(OutOfResources("Node is shutting down, retry later"))
+        try:
+            request = event.request
+            message = StoreInstance(
+                source=str(event.dataset_path),
+                affected_sop_class_uid=str(request.AffectedSOPClassUID),
+                affected_sop_instance_uid=str(request.AffectedSOPInstanceUID),
+                transfer_syntax_uid=str(event.context.transfer_syntax),
+                calling_ae_title=str(event.assoc.requestor.ae_title),
+            )
+            self._bridge.ask(
+                self._storage,
+                message,
+                expect=InstanceStored,
+                timeout=self._config.timeouts.store,
+            )
+        except Exception as exc:
+            LOGGER.debug("C-STORE failed", exc_info=True)
+            return status_for(exc)
+        return status_for(None)
+
+
+def _status_dataset(reply: StatusReply) -> Dataset:
+    ds = Dataset()
+    ds.Status = reply.status
+    if reply.error_comment:
+        ds.ErrorComment = reply.error_comment
+    return ds

@@ -1,0 +1,110 @@
+"""The Data Manager node: builds the supervision tree from a configuration and runs it.
+
+Tree (``rest_for_one``: a crash restarts the crashed child and everything started after
+it, because later children hold refs into earlier ones)::
+
+    root
+     ├─ catalog   (SQLite, group commit)
+     ├─ storage   (spool, fsync, file, index)
+     └─ listener  (pynetdicom servers; starts last, stops first)
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+
+from xvactor.actors.catalog import CatalogActor, CatalogInbox
+from xvactor.actors.listener import ListenerActor, ListenerInbox, addresses
+from xvactor.actors.storage import StorageActor, StorageInbox, StorageSettings
+from xvactor.config import NodeConfig
+from xvactor.runtime import ActorRef, ChildSpec, Limiters, Strategy, Supervisor
+
+__all__ = ["Node", "run_node", "running_node"]
+
+LOGGER = logging.getLogger("xvactor.node")
+
+
+@dataclass(frozen=True)
+class Node:
+    """Handles on a running node (for embedders and tests)."""
+
+    config: NodeConfig
+    supervisor: Supervisor
+    catalog: ActorRef[CatalogInbox]
+    storage: ActorRef[StorageInbox]
+    listener: ActorRef[ListenerInbox]
+
+    async def addresses(self) -> list[tuple[str, int]]:
+        """Bound listen addresses (useful when a port 0 was configured)."""
+        return await addresses(self.listener)
+
+
+def build_node(config: NodeConfig) -> Node:
+    """Wire the actors of a node; nothing runs until the supervisor does."""
+    data_dir = config.data_path.resolve()
+    limiters = Limiters(
+        {
+            "catalog": 1,
+            "disk": max(4, config.max_associations),
+            "listener": 2,
+        }
+    )
+    catalog: ActorRef[CatalogInbox] = ActorRef("catalog", mailbox_size=config.mailboxes.catalog)
+    storage: ActorRef[StorageInbox] = ActorRef("storage", mailbox_size=config.mailboxes.storage)
+    listener: ActorRef[ListenerInbox] = ActorRef("listener", mailbox_size=16)
+    settings = StorageSettings(
+        data_dir=data_dir,
+        implementation_class_uid=config.implementation_class_uid,
+        implementation_version_name=config.implementation_version_name,
+        duplicate_policy=config.duplicate_policy,
+        min_free_bytes=config.min_free_disk_mb * 1024 * 1024,
+        catalog_timeout=config.timeouts.store,
+    )
+    root = Supervisor(
+        "root",
+        [
+            ChildSpec(ref=catalog, factory=lambda: CatalogActor(data_dir, limiters)),
+            ChildSpec(ref=storage, factory=lambda: StorageActor(settings, catalog, limiters)),
+            ChildSpec(
+                ref=listener,
+                factory=lambda: ListenerActor(config, storage, limiters),
+                shutdown=config.timeouts.shutdown + 5.0,
+            ),
+        ],
+        strategy=Strategy.REST_FOR_ONE,
+        max_restarts=3,
+        max_seconds=10.0,
+    )
+    return Node(config, root, catalog, storage, listener)
+
+
+@asynccontextmanager
+async def running_node(config: NodeConfig) -> AsyncIterator[Node]:
+    """Run a node for the duration of the block (ready on entry, stopped in order on exit)."""
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    node = build_node(config)
+    async with anyio.create_task_group() as tg:
+        await tg.start(node.supervisor.run)
+        try:
+            yield node
+        finally:
+            with anyio.CancelScope(shield=True):
+                await node.supervisor.stop()
+
+
+async def run_node(config: NodeConfig) -> None:
+    """Run until SIGINT or SIGTERM, then stop gracefully (drain, flush, exit)."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with running_node(config) as node:
+            bound = ", ".join(f"{host}:{port}" for host, port in await node.addresses())
+            LOGGER.info("%s listening on %s, data in %s", config.ae_title, bound, config.data_path)
+            async for signum in signals:
+                LOGGER.info("%s received, stopping", signal.Signals(signum).name)
+                break
+    LOGGER.info("stopped")
