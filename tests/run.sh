@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 need_apt=()
-command -v storescu >/dev/null 2>&1 || need_apt+=(dcmtk)
+dpkg -s dcmtk >/dev/null 2>&1 || need_apt+=(dcmtk)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   as_root apt-get update -qq

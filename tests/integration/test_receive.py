@@ -10,7 +10,11 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
     JPEGBaseline8Bit,
+    JPEGLossless,
+    RLELossless,
 )
 
 from tests.integration.helpers import dataset_bytes, stored_path
@@ -31,7 +35,33 @@ _PROPOSE = {
     ImplicitVRLittleEndian: ("-xi",),
     ExplicitVRLittleEndian: ("-xe",),
     ExplicitVRBigEndian: ("-xb",),
+    RLELossless: ("-xr",),
+    JPEGBaseline8Bit: ("-xy",),
+    JPEG2000Lossless: ("-xv",),
+    JPEG2000: ("-xw",),
 }
+
+# storescu has no flag for JPEG Lossless Process 14 (.57; -xs proposes SV1, .70): a profile.
+_PROCESS_14_PROFILE = """
+[[TransferSyntaxes]]
+[P14]
+TransferSyntax1 = 1.2.840.10008.1.2.4.57
+[[PresentationContexts]]
+[P14Contexts]
+PresentationContext1 = 1.2.840.10008.5.1.4.1.1.2\\P14
+[[Profiles]]
+[P14]
+PresentationContexts = P14Contexts
+"""
+
+
+def propose(ts_uid: str, tmp_path: Path) -> tuple[str, ...]:
+    """storescu options that propose exactly ``ts_uid`` for a CT file."""
+    if ts_uid == JPEGLossless:
+        profile = tmp_path / "p14.cfg"
+        profile.write_text(_PROCESS_14_PROFILE)
+        return ("-xf", str(profile), "P14")
+    return _PROPOSE[ts_uid]
 
 
 def storescu(handle: NodeHandle, *files: Path, extra: tuple[str, ...] = ()) -> str:
@@ -62,7 +92,7 @@ def test_storescu_each_transfer_syntax_kept_bit_for_bit(
     ds = make_dataset(bits_allocated=bits, rows=32, columns=48)
     source = write_in_transfer_syntax(ds, ts_uid, tmp_path / "in.dcm")
 
-    storescu(node, source, extra=_PROPOSE.get(ts_uid, ()))
+    storescu(node, source, extra=propose(ts_uid, tmp_path))
 
     stored = stored_path(node, ds)
     assert stored.is_file()

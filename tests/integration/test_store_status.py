@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_success_status(node: NodeHandle) -> None:
 
 def test_duplicate_keep_first_answers_success_and_keeps_first(node: NodeHandle) -> None:
     first = make_dataset(patient_name="First^Copy")
-    second = first.copy()
+    second = copy.deepcopy(first)
     second.PatientName = "Second^Copy"
     assert send(node, first).Status == 0x0000
     assert send(node, second).Status == 0x0000
@@ -70,7 +71,7 @@ def test_duplicate_keep_first_answers_success_and_keeps_first(node: NodeHandle) 
 def test_duplicate_overwrite_replaces(make_node: Any) -> None:
     handle = make_node(duplicate_policy="overwrite")
     first = make_dataset(patient_name="First^Copy")
-    second = first.copy()
+    second = copy.deepcopy(first)
     second.PatientName = "Second^Copy"
     assert send(handle, first).Status == 0x0000
     assert send(handle, second).Status == 0x0000

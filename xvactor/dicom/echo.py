@@ -33,10 +33,10 @@ def _nodelay(event: evt.Event) -> None:
 
 
 def _connect_failure(host: str, port: int, timeout: float) -> str:
-    """Find out why pynetdicom could not connect (it only logs it)."""
+    """Find out why no association response came (pynetdicom only logs it)."""
     try:
         with socket.create_connection((host, port), timeout=timeout):
-            return "connection closed by peer before association"
+            return f"timed out waiting for an association response ({timeout:g} s)"
     except ConnectionRefusedError:
         return f"connection refused by {host}:{port}"
     except TimeoutError:
@@ -74,9 +74,9 @@ def echo(
             ),
         )
     if not assoc.is_established:
-        if assoc.is_aborted:
-            return EchoOutcome(ok=False, reason="association aborted by peer")
-        return EchoOutcome(ok=False, reason=_connect_failure(host, port, timeout))
+        if assoc.acceptor.primitive is None:  # no A-ASSOCIATE response at all
+            return EchoOutcome(ok=False, reason=_connect_failure(host, port, timeout))
+        return EchoOutcome(ok=False, reason="association aborted by peer")
     try:
         status = assoc.send_c_echo()
     finally:

@@ -55,7 +55,8 @@ def test_config(data_dir: Path, port: int = 0, **changes: object) -> NodeConfig:
         listeners=(Listener(host="127.0.0.1", port=port),),
         min_free_disk_mb=0,
     )
-    return msgspec.structs.replace(base, **changes) if changes else base
+    # Through msgspec, so that changes are validated and converted ("reject" -> the enum).
+    return msgspec.convert({**msgspec.to_builtins(base), **changes}, NodeConfig)
 
 
 @contextmanager
