@@ -60,14 +60,14 @@ class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     pass
 
 
-class Listener(_Struct):
+class Listener(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One listen address (a PS3.15 Annex H network connection)."""
 
     host: str = "0.0.0.0"  # noqa: S104 - a DICOM node listens on all interfaces by default
     port: int = 11112
 
 
-class Destination(_Struct):
+class Destination(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """A remote AE: move destination, forwarding target, or client peer."""
 
     name: str
@@ -76,7 +76,7 @@ class Destination(_Struct):
     port: int
 
 
-class Timeouts(_Struct):
+class Timeouts(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One timeout per phase, in seconds (as dcm4che-net names them)."""
 
     connect: float = 10.0
@@ -89,14 +89,14 @@ class Timeouts(_Struct):
     """How long SIGTERM waits for in-flight C-STOREs before aborting them."""
 
 
-class Mailboxes(_Struct):
+class Mailboxes(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Bounded mailbox sizes per actor."""
 
     storage: int = 64
     catalog: int = 256
 
 
-class NodeConfig(_Struct):
+class NodeConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole node: its AE, where it listens, where it keeps data, and its limits."""
 
     ae_title: str = "XVACTOR"

@@ -7,10 +7,10 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.uid import (
+    JPEG2000,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGLossless,

@@ -18,9 +18,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_embedded_default() -> None:
     config = load_config()
     assert config.ae_title == "XVACTOR"
-    assert [(listener.host, listener.port) for listener in config.listeners] == [
-        ("0.0.0.0", 11112)
-    ]
+    assert [(listener.host, listener.port) for listener in config.listeners] == [("0.0.0.0", 11112)]
     assert config.data_dir == "./xvactor-data"
     assert config.max_pdu == 262144
     assert config.implementation_class_uid == "1.2.840.114384"

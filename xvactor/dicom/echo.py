@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Any
 
 from pynetdicom import AE, evt
 
@@ -27,9 +26,9 @@ class EchoOutcome:
 
 
 def _nodelay(event: evt.Event) -> None:
-    sock = event.assoc.dul.socket.socket
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    transport = event.assoc.dul.socket
+    if transport is not None and transport.socket is not None:
+        transport.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _connect_failure(host: str, port: int, timeout: float) -> str:
@@ -63,10 +62,11 @@ def echo(
     ae.network_timeout = timeout
     ae.maximum_pdu_size = max_pdu
     ae.add_requested_context(VERIFICATION, list(SERVICE_TRANSFER_SYNTAXES))
-    handlers: list[tuple[Any, Any]] = [(evt.EVT_CONN_OPEN, _nodelay)]
-    assoc = ae.associate(host, port, ae_title=called_ae_title, evt_handlers=handlers)
-    if assoc.is_rejected:
-        rj = assoc.acceptor.primitive
+    assoc = ae.associate(
+        host, port, ae_title=called_ae_title, evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)]
+    )
+    rj = assoc.acceptor.primitive
+    if assoc.is_rejected and rj is not None:
         return EchoOutcome(
             ok=False,
             reason=(

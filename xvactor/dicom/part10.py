@@ -85,7 +85,7 @@ def dataset_offset(fp: BinaryIO) -> int:
     tag_group, tag_element, vr = struct.unpack("<HH2s", head[132:138])
     if (tag_group, tag_element) != (0x0002, 0x0000) or vr != b"UL":
         raise ValueError("File Meta Information Group Length missing")
-    (group_length,) = struct.unpack("<I", head[140:144])
+    group_length: int = struct.unpack("<I", head[140:144])[0]
     return 144 + group_length
 
 

@@ -14,10 +14,11 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, _config, evt
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
 from xvactor.actors.storage import InstanceStored, StorageInbox, StoreInstance
@@ -108,7 +109,7 @@ class InboundServer:
         """The bound (host, port) of each listener (ports resolved when 0 was asked)."""
         return [server.server_address[:2] for server in self._servers]
 
-    def _handlers(self) -> list[tuple[Any, Callable[..., Any]]]:
+    def _handlers(self) -> list[evt.EventHandlerType]:
         return [
             (evt.EVT_CONN_OPEN, self._on_conn_open),
             (evt.EVT_CONN_CLOSE, self._on_conn_close),
@@ -127,7 +128,8 @@ class InboundServer:
                 server = self._ae.start_server(
                     (listener.host, listener.port), block=False, evt_handlers=self._handlers()
                 )
-                self._servers.append(server)
+                if server is not None:  # None only when block=True
+                    self._servers.append(server)
         except BaseException:
             self.stop(drain_timeout=0.0)
             raise
@@ -159,7 +161,9 @@ class InboundServer:
             return self._logs[key]
 
     def _on_conn_open(self, event: evt.Event) -> None:
-        set_nodelay(event.assoc.dul.socket.socket)
+        transport = event.assoc.dul.socket
+        if transport is not None and transport.socket is not None:
+            set_nodelay(transport.socket)
         self._log_for(event)
 
     def _on_outcome(self, outcome: str) -> Callable[[evt.Event], None]:
@@ -206,7 +210,7 @@ class InboundServer:
         if self._closing:
             return status_for(OutOfResources("Node is shutting down, retry later"))
         try:
-            request = event.request
+            request = cast(C_STORE, event.request)
             message = StoreInstance(
                 source=str(event.dataset_path),
                 affected_sop_class_uid=str(request.AffectedSOPClassUID),
