@@ -14,15 +14,18 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, _config, evt
+from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
 from xvactor.actors.storage import InstanceStored, StorageInbox, StoreInstance
 from xvactor.config import NodeConfig
+from xvactor.dicom import reactor
 from xvactor.dicom.contexts import (
     SERVICE_TRANSFER_SYNTAXES,
     STORAGE_SOP_CLASSES,
@@ -161,6 +164,7 @@ class InboundServer:
             return self._logs[key]
 
     def _on_conn_open(self, event: evt.Event) -> None:
+        reactor.install(event.assoc)
         transport = event.assoc.dul.socket
         if transport is not None and transport.socket is not None:
             set_nodelay(transport.socket)
@@ -178,6 +182,7 @@ class InboundServer:
         return handler
 
     def _on_conn_close(self, event: evt.Event) -> None:
+        _discard_partial_dataset(event.assoc)
         with self._logs_lock:
             log = self._logs.pop(id(event.assoc), None)
         if log is not None:
@@ -228,6 +233,20 @@ class InboundServer:
             LOGGER.debug("C-STORE failed", exc_info=True)
             return status_for(exc)
         return status_for(None)
+
+
+def _discard_partial_dataset(assoc: Association) -> None:
+    """Delete the chunked-receive file of a C-STORE the peer never finished.
+
+    pynetdicom leaves it open and on disk when an association ends mid-dataset.
+    """
+    message = assoc.dimse.message
+    partial = getattr(message, "_data_set_file", None) if message is not None else None
+    if partial is None:
+        return
+    partial.close()
+    Path(partial.name).unlink(missing_ok=True)
+    LOGGER.info("discarded the partial dataset of an unfinished C-STORE")
 
 
 def _status_dataset(reply: StatusReply) -> Dataset:
