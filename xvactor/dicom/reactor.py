@@ -178,7 +178,7 @@ def _association_step(assoc: Association) -> bool | None:
     assoc._reactor_checkpoint.wait()
     assoc._is_paused = False
     context_id, msg = assoc.dimse.get_msg(block=False)
-    if msg:
+    if msg and context_id is not None:
         assoc._serve_request(msg, context_id)
         return True
     if assoc.is_established and assoc.acse.is_release_requested():
