@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
 from xvactor.testing.datasets import make_dataset, write_in_transfer_syntax
-from xvactor.testing.dcmtk import StoreSCP, run_tool
+from xvactor.testing.dcmtk import StoreSCP, dcmtk_env, require_tool, run_tool
 from xvactor.testing.net import free_port, wait_for_port
 from xvactor.testing.node import NodeHandle
 
@@ -128,3 +130,54 @@ def test_serve_stores_then_stops_on_signal_with_exit_0(
     assert "association STORESCU@127.0.0.1" in stderr
     assert "1 stored" in stderr
     assert list(data.rglob(f"{ds.SOPInstanceUID}.dcm"))
+
+
+@pytest.mark.dcmtk
+def test_sigterm_mid_transfer_loses_no_acknowledged_instance(tmp_path: Path) -> None:
+    """Every C-STORE answered Success before the stop is on disk and in the catalog."""
+    files = []
+    for index in range(150):
+        ds = make_dataset(rows=32, columns=32)
+        files.append(
+            str(write_in_transfer_syntax(ds, ExplicitVRLittleEndian, tmp_path / f"{index}.dcm"))
+        )
+    port = free_port()
+    data = tmp_path / "data"
+    node = subprocess.Popen(
+        [*XVACTOR, "serve", "--port", str(port), "--aet", "NODE", "--data-dir", str(data)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sender = None
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30)
+        sender = subprocess.Popen(
+            [require_tool("storescu"), "-v", "-aec", "NODE", "127.0.0.1", str(port), *files],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dcmtk_env(),
+        )
+        # Stop the node once some instances have landed, while the sender is still going.
+        deadline = time.monotonic() + 60
+        while len(list(data.rglob("*.dcm"))) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        node.send_signal(signal.SIGTERM)
+        _, node_err = node.communicate(timeout=60)
+        sender_out, _ = sender.communicate(timeout=60)
+    finally:
+        for process in (node, sender):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert node.returncode == 0, node_err
+    acknowledged = sender_out.count("Received Store Response (Success)")
+    assert 20 <= acknowledged < len(files), sender_out[-2000:]
+    stored = list((data / "studies").rglob("*.dcm"))
+    with sqlite3.connect(data / "catalog.sqlite") as conn:
+        catalogued = conn.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
+    # Nothing acknowledged is missing; nothing is on disk without its row (or vice versa).
+    assert catalogued >= acknowledged
+    assert len(stored) == catalogued
+    assert list((data / ".spool").iterdir()) == []

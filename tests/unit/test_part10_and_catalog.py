@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.dataset import FileMetaDataset
+from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from xvactor.catalog.sqlite import count_instances, find_instance, open_catalog, write_batch
@@ -64,6 +66,31 @@ def test_copy_keeps_dataset_bytes_and_writes_our_meta(tmp_path: Path, ts: str) -
 def test_dataset_offset_rejects_non_part10() -> None:
     with pytest.raises(ValueError, match="Part 10"):
         dataset_offset(io.BytesIO(b"\x00" * 200))
+
+
+@pytest.mark.parametrize("source_ae", ["MODALITY", "ODD", ""])
+def test_encode_file_meta_equals_pydicoms_encoding(source_ae: str) -> None:
+    meta = FileMeta(
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+        sop_instance_uid="1.2.826.0.1.3680043.8.498.123",  # odd length: padded
+        transfer_syntax_uid=ExplicitVRLittleEndian,
+        implementation_class_uid="1.2.840.114384",
+        implementation_version_name="XVACTOR_01",
+        source_ae_title=source_ae,
+    )
+    file_meta = FileMetaDataset()
+    file_meta.FileMetaInformationVersion = b"\x00\x01"
+    file_meta.MediaStorageSOPClassUID = meta.sop_class_uid
+    file_meta.MediaStorageSOPInstanceUID = meta.sop_instance_uid
+    file_meta.TransferSyntaxUID = meta.transfer_syntax_uid
+    file_meta.ImplementationClassUID = meta.implementation_class_uid
+    file_meta.ImplementationVersionName = meta.implementation_version_name
+    if source_ae:
+        file_meta.SourceApplicationEntityTitle = source_ae
+    expected = io.BytesIO()
+    expected.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(expected, file_meta, enforce_standard=True)  # type: ignore[arg-type]
+    assert encode_file_meta(meta) == expected.getvalue()
 
 
 def test_encode_file_meta_has_group_length() -> None:

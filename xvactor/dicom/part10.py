@@ -9,7 +9,6 @@ a worker thread.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import struct
@@ -17,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 
 __all__ = [
@@ -52,21 +50,35 @@ class FileMeta:
     source_ae_title: str
 
 
+def _element(group_element: int, vr: bytes, value: bytes, pad: bytes) -> bytes:
+    """One explicit VR little endian element with a 2-byte length (PS3.5 7.1.2)."""
+    if len(value) % 2:
+        value += pad
+    return struct.pack("<HH2sH", 0x0002, group_element, vr, len(value)) + value
+
+
 def encode_file_meta(meta: FileMeta) -> bytes:
-    """Return the preamble, ``DICM`` prefix and encoded group 0002 elements."""
-    file_meta = FileMetaDataset()
-    file_meta.FileMetaInformationVersion = b"\x00\x01"
-    file_meta.MediaStorageSOPClassUID = UID(meta.sop_class_uid)
-    file_meta.MediaStorageSOPInstanceUID = UID(meta.sop_instance_uid)
-    file_meta.TransferSyntaxUID = UID(meta.transfer_syntax_uid)
-    file_meta.ImplementationClassUID = UID(meta.implementation_class_uid)
-    file_meta.ImplementationVersionName = meta.implementation_version_name
-    if meta.source_ae_title:
-        file_meta.SourceApplicationEntityTitle = meta.source_ae_title
-    buffer = io.BytesIO()
-    buffer.write(_PREAMBLE)
-    write_file_meta_info(buffer, file_meta, enforce_standard=True)  # type: ignore[arg-type]
-    return buffer.getvalue()
+    """Return the preamble, ``DICM`` prefix and encoded group 0002 elements.
+
+    Encoded by hand (PS3.10 Section 7.1, explicit VR little endian): this runs for every
+    received instance, and pydicom's general encoder costs several times more.
+    """
+    body = b"".join(
+        (
+            # (0002,0001) OB has a 4-byte length after two reserved bytes.
+            struct.pack("<HH2sHI", 0x0002, 0x0001, b"OB", 0, 2) + b"\x00\x01",
+            _element(0x0002, b"UI", meta.sop_class_uid.encode("ascii"), b"\x00"),
+            _element(0x0003, b"UI", meta.sop_instance_uid.encode("ascii"), b"\x00"),
+            _element(0x0010, b"UI", meta.transfer_syntax_uid.encode("ascii"), b"\x00"),
+            _element(0x0012, b"UI", meta.implementation_class_uid.encode("ascii"), b"\x00"),
+            _element(0x0013, b"SH", meta.implementation_version_name.encode("ascii"), b" "),
+            _element(0x0016, b"AE", meta.source_ae_title.strip().encode("ascii"), b" ")
+            if meta.source_ae_title.strip()
+            else b"",
+        )
+    )
+    group_length = struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body))
+    return _PREAMBLE + group_length + body
 
 
 def dataset_offset(fp: BinaryIO) -> int:
