@@ -15,7 +15,6 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from xvactor.catalog.sqlite import count_instances, find_instance, open_catalog, write_batch
 from xvactor.dicom.part10 import (
     FileMeta,
-    copy_dataset_to_part10,
     dataset_offset,
     encode_file_meta,
     read_header,
@@ -37,29 +36,31 @@ def meta_for(ds: pydicom.Dataset, ts: str) -> FileMeta:
 
 
 @pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-def test_copy_keeps_dataset_bytes_and_writes_our_meta(tmp_path: Path, ts: str) -> None:
+def test_our_meta_plus_received_bytes_is_a_part10_file_with_a_readable_header(
+    tmp_path: Path, ts: str
+) -> None:
     ds = make_dataset(patient_name="Müller^Jürgen")
-    source = tmp_path / "src.dcm"
     ds.file_meta.TransferSyntaxUID = ts
-    ds.save_as(source, enforce_file_format=True)
-    src_bytes = source.read_bytes()
-    src_offset = dataset_offset(io.BytesIO(src_bytes))
+    received = io.BytesIO()
+    ds.save_as(received, enforce_file_format=True)
+    src = received.getvalue()
+    dataset = src[dataset_offset(io.BytesIO(src)) :]
 
-    destination = tmp_path / "dst.dcm"
-    offset, size = copy_dataset_to_part10(source, meta_for(ds, ts), destination)
+    path = tmp_path / "spooled.dcm"
+    meta = encode_file_meta(meta_for(ds, ts))
+    path.write_bytes(meta + dataset)
 
-    written = destination.read_bytes()
-    assert size == len(written)
-    assert written[offset:] == src_bytes[src_offset:]
-    back = pydicom.dcmread(destination)
+    offset = dataset_offset(io.BytesIO(path.read_bytes()))
+    assert offset == len(meta)
+    back = pydicom.dcmread(path)
     assert back.file_meta.ImplementationClassUID == "1.2.840.114384"
     assert back.file_meta.SourceApplicationEntityTitle == "MODALITY"
     assert back.file_meta.TransferSyntaxUID == ts
     assert str(back.PatientName) == "Müller^Jürgen"
 
-    header = read_header(destination, offset, ts)
-    assert b"\xe0\x7f\x10\x00" not in header.raw[-8:]  # stops before Pixel Data
-    assert written[offset : offset + len(header.raw)] == header.raw
+    header = read_header(path, offset, ts)
+    assert dataset.startswith(header.raw)
+    assert dataset[len(header.raw) : len(header.raw) + 4] == b"\xe0\x7f\x10\x00"
     assert str(header.dataset.PatientName) == "Müller^Jürgen"
 
 

@@ -3,8 +3,8 @@
 The order is what makes "never acknowledge an instance we could lose" hold (PS3.4 B.2.3:
 a Success status means the SCP has stored the instance):
 
-1. copy the received dataset bytes, unchanged, behind our File Meta into a spool file in
-   the data directory, and fsync it;
+1. the receive path has written the dataset bytes, unchanged and as they arrived, behind
+   our File Meta into a spool file in the data directory (``xvactor.dicom.spool``); fsync it;
 2. parse its header (up to the bulk data) and check the UIDs the node files it under;
 3. link it into ``studies/<Study>/<Series>/<SOP>.dcm`` (never clobbering a stored copy
    unless the policy is ``overwrite``) and fsync the directory;
@@ -20,7 +20,6 @@ import errno
 import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, assert_never
@@ -29,7 +28,7 @@ import msgspec
 
 from xvactor.actors.catalog import CatalogInbox, index
 from xvactor.config import DuplicatePolicy
-from xvactor.dicom.part10 import FileMeta, copy_dataset_to_part10, fsync_directory, read_header
+from xvactor.dicom.part10 import dataset_offset, fsync_directory, read_header
 from xvactor.dicom.records import InstanceRecord, record_from_header
 from xvactor.dicom.status import CannotUnderstand, DuplicateInstance, OutOfResources
 from xvactor.runtime import Actor, ActorRef, Limiters, Message, run_blocking
@@ -50,7 +49,7 @@ STUDIES_DIR = "studies"
 
 
 class StoreInstance(Message, frozen=True, tag=True, kw_only=True):
-    """Command: store the dataset that a peer sent, now in ``source`` (a Part 10 file)."""
+    """Command: store the dataset a peer sent, spooled in ``source`` as a Part 10 file."""
 
     source: str
     affected_sop_class_uid: str
@@ -146,48 +145,45 @@ class StorageActor(Actor[StorageInbox]):
         )
 
     def _file(self, message: StoreInstance) -> _Filed:
-        """Blocking: spool, fsync, parse, link into place.  Cleans up after itself."""
-        settings = self._settings
-        spool = self._spool / f"{uuid.uuid4().hex}.dcm"
-        meta = FileMeta(
-            sop_class_uid=message.affected_sop_class_uid,
-            sop_instance_uid=message.affected_sop_instance_uid,
-            transfer_syntax_uid=message.transfer_syntax_uid,
-            implementation_class_uid=settings.implementation_class_uid,
-            implementation_version_name=settings.implementation_version_name,
-            source_ae_title=message.calling_ae_title,
-        )
-        try:
-            offset, size = copy_dataset_to_part10(Path(message.source), meta, spool)
+        """Blocking: make the spooled Part 10 file durable, parse it, link it into place."""
+        source = Path(message.source)
+        with source.open("rb") as fp:
             try:
-                header = read_header(spool, offset, message.transfer_syntax_uid)
-            except Exception as exc:
-                raise CannotUnderstand(f"Cannot parse dataset: {exc}") from exc
-            record = record_from_header(
-                header.dataset,
-                affected_sop_class_uid=message.affected_sop_class_uid,
-                affected_sop_instance_uid=message.affected_sop_instance_uid,
-                transfer_syntax_uid=message.transfer_syntax_uid,
-                path="",
-                size=size,
-                dataset_offset=offset,
-                calling_ae_title=message.calling_ae_title,
-                received_at=time.time(),
-                header=header.raw,
-            )
-            relative = (
-                Path(STUDIES_DIR)
-                / record.study_instance_uid
-                / record.series_instance_uid
-                / f"{record.sop_instance_uid}.dcm"
-            )
-            linked = self._link(spool, settings.data_dir / relative)
-        finally:
-            spool.unlink(missing_ok=True)
+                offset = dataset_offset(fp)
+            except ValueError as exc:
+                raise CannotUnderstand(f"Spooled dataset unreadable: {exc}") from exc
+            os.fsync(fp.fileno())
+            size = os.fstat(fp.fileno()).st_size
+        try:
+            header = read_header(source, offset, message.transfer_syntax_uid)
+        except Exception as exc:
+            raise CannotUnderstand(f"Cannot parse dataset: {exc}") from exc
+        record = record_from_header(
+            header.dataset,
+            affected_sop_class_uid=message.affected_sop_class_uid,
+            affected_sop_instance_uid=message.affected_sop_instance_uid,
+            transfer_syntax_uid=message.transfer_syntax_uid,
+            path="",
+            size=size,
+            dataset_offset=offset,
+            calling_ae_title=message.calling_ae_title,
+            received_at=time.time(),
+            header=header.raw,
+        )
+        relative = (
+            Path(STUDIES_DIR)
+            / record.study_instance_uid
+            / record.series_instance_uid
+            / f"{record.sop_instance_uid}.dcm"
+        )
+        linked = self._link(source, self._settings.data_dir / relative)
         return _Filed(record=msgspec.structs.replace(record, path=str(relative)), linked=linked)
 
     def _link(self, spool: Path, final: Path) -> bool:
-        """Put ``spool`` at ``final``; ``False`` if a copy is there and must be kept."""
+        """Put ``spool`` at ``final``; ``False`` if a copy is there and must be kept.
+
+        The spool name is removed by pynetdicom once the C-STORE has been answered.
+        """
         created = _make_dirs(final.parent, self._settings.data_dir)
         try:
             os.link(spool, final)

@@ -1,4 +1,4 @@
-"""Writing received datasets as DICOM Part 10 files, bit for bit, and reading their headers.
+"""DICOM Part 10 files: our File Meta, the dataset offset, and reading a header.
 
 A received C-STORE dataset is kept exactly as the peer encoded it; only the File Meta
 Information (PS3.10 Section 7.1) is ours: the command's Affected SOP Class/Instance UIDs,
@@ -10,7 +10,6 @@ a worker thread.
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,6 @@ from pydicom.uid import UID
 __all__ = [
     "FileMeta",
     "HeaderRead",
-    "copy_dataset_to_part10",
     "dataset_offset",
     "encode_file_meta",
     "fsync_directory",
@@ -31,7 +29,6 @@ __all__ = [
 ]
 
 _PREAMBLE = b"\x00" * 128 + b"DICM"
-_COPY_CHUNK = 1 << 20
 # Stop header parsing at the bulk data: Pixel Data and friends (7FE0,xxxx), or an
 # Encapsulated Document (0042,0011), so a header read never loads the bulk into memory.
 _BULK_START = 0x7FE00000
@@ -99,28 +96,6 @@ def dataset_offset(fp: BinaryIO) -> int:
         raise ValueError("File Meta Information Group Length missing")
     group_length: int = struct.unpack("<I", head[140:144])[0]
     return 144 + group_length
-
-
-def copy_dataset_to_part10(source: Path, meta: FileMeta, destination: Path) -> tuple[int, int]:
-    """Write ``destination`` as our file meta plus the dataset bytes of ``source``, fsynced.
-
-    The dataset bytes are copied unchanged, in bounded chunks (objects of hundreds of MB
-    never sit in memory whole).
-
-    Returns
-    -------
-    tuple[int, int]
-        The offset of the dataset in ``destination`` and the file's total size.
-    """
-    encoded_meta = encode_file_meta(meta)
-    with source.open("rb") as src, destination.open("xb") as dst:
-        src.seek(dataset_offset(src))
-        dst.write(encoded_meta)
-        shutil.copyfileobj(src, dst, _COPY_CHUNK)
-        dst.flush()
-        os.fsync(dst.fileno())
-        size = dst.tell()
-    return len(encoded_meta), size
 
 
 def fsync_directory(path: Path) -> None:

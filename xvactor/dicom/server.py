@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import cast
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, _config, evt
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
-from xvactor.actors.storage import InstanceStored, StorageInbox, StoreInstance
+from xvactor.actors.storage import SPOOL_DIR, InstanceStored, StorageInbox, StoreInstance
 from xvactor.config import NodeConfig
-from xvactor.dicom import reactor
+from xvactor.dicom import reactor, spool
 from xvactor.dicom.contexts import (
     SERVICE_TRANSFER_SYNTAXES,
     STORAGE_SOP_CLASSES,
@@ -38,10 +38,6 @@ from xvactor.runtime import ActorRef, LoopBridge
 __all__ = ["InboundServer", "build_ae", "set_nodelay"]
 
 LOGGER = logging.getLogger("xvactor.association")
-
-# Receive C-STORE datasets into a file as they arrive (flat memory for objects of hundreds
-# of MB) instead of into memory.  pynetdicom reads this module-level flag per message.
-_config.STORE_RECV_CHUNKED_DATASET = True
 
 
 def set_nodelay(sock: socket.socket) -> None:
@@ -100,6 +96,11 @@ class InboundServer:
         self._bridge = bridge
         self._storage = storage
         self._ae = build_ae(config)
+        self._spool = spool.SpoolSettings(
+            directory=config.data_path.resolve() / SPOOL_DIR,
+            implementation_class_uid=config.implementation_class_uid,
+            implementation_version_name=config.implementation_version_name,
+        )
         self._servers: list[ThreadedAssociationServer] = []
         self._logs: dict[int, _AssociationLog] = {}
         self._logs_lock = threading.Lock()
@@ -165,6 +166,7 @@ class InboundServer:
 
     def _on_conn_open(self, event: evt.Event) -> None:
         reactor.install(event.assoc)
+        spool.install(event.assoc, self._spool)
         transport = event.assoc.dul.socket
         if transport is not None and transport.socket is not None:
             set_nodelay(transport.socket)
@@ -214,8 +216,11 @@ class InboundServer:
     def _store(self, event: evt.Event) -> StatusReply:
         if self._closing:
             return status_for(OutOfResources("Node is shutting down, retry later"))
+        request = cast(C_STORE, event.request)
+        spool_error = getattr(request, spool.SPOOL_ERROR, None)
+        if spool_error is not None:
+            return status_for(spool_error)
         try:
-            request = cast(C_STORE, event.request)
             message = StoreInstance(
                 source=str(event.dataset_path),
                 affected_sop_class_uid=str(request.AffectedSOPClassUID),

@@ -1,0 +1,158 @@
+"""Receive C-STORE datasets straight into the node's spool, as a Part 10 file, once.
+
+pynetdicom's chunked receive (``STORE_RECV_CHUNKED_DATASET``) writes each dataset to a
+temporary file in the system temp directory behind a File Meta it encodes with pydicom,
+flushing after every PDV; the node then had to copy it behind its own File Meta.  Here the
+P-DATA fragments of a C-STORE-RQ go directly, in the order received, into
+``<data>/.spool/<uuid>.dcm`` behind our File Meta (PS3.10 Section 7.1): the dataset bytes
+are written once, never held in memory whole, and the file is already what the node keeps.
+
+``install(assoc, spool)`` replaces ``assoc.dimse.receive_primitive`` with a version that
+mirrors pynetdicom 3.0's ``DIMSEMessage.decode_msg`` (PS3.7 Section 9.3, PS3.8 Annex E),
+differing only in where a C-STORE-RQ's data fragments go.  pynetdicom's Storage SCP then
+hands the path to the C-STORE handler and unlinks that name afterwards, so the handler must
+have linked the file into place (or the instance is discarded with the spool name).
+
+A write error (disk full) does not abort the association: the rest of the dataset is read
+and dropped, and the request reaches the handler carrying the error, which answers with a
+status (PS3.4 B.2.3: 0xA7xx Out of Resources).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from pynetdicom import evt
+from pynetdicom.association import Association
+from pynetdicom.dimse_messages import _MESSAGE_TYPES, C_STORE_RQ, DIMSEMessage
+from pynetdicom.dimse_primitives import C_CANCEL, N_EVENT_REPORT
+from pynetdicom.dsutils import decode
+from pynetdicom.pdu_primitives import P_DATA
+
+from xvactor.dicom.part10 import FileMeta, encode_file_meta
+
+__all__ = ["SPOOL_ERROR", "SpoolSettings", "install"]
+
+LOGGER = logging.getLogger("xvactor.spool")
+
+SPOOL_ERROR = "_xv_spool_error"
+"""Attribute of a C-STORE request primitive holding the OSError that stopped its spooling."""
+
+
+@dataclass(frozen=True)
+class SpoolSettings:
+    """Where datasets are spooled and what our File Meta says."""
+
+    directory: Path
+    implementation_class_uid: str
+    implementation_version_name: str
+
+
+def _open_spool(message: DIMSEMessage, assoc: Association, settings: SpoolSettings) -> None:
+    """Create the spool file for a C-STORE-RQ whose command set just completed."""
+    command = message.command_set
+    context = assoc._accepted_cx[cast(int, message.context_id)]
+    meta = FileMeta(
+        sop_class_uid=str(command.AffectedSOPClassUID),
+        sop_instance_uid=str(command.AffectedSOPInstanceUID),
+        transfer_syntax_uid=str(context.transfer_syntax[0]),
+        implementation_class_uid=settings.implementation_class_uid,
+        implementation_version_name=settings.implementation_version_name,
+        source_ae_title=str(assoc.requestor.ae_title),
+    )
+    path = settings.directory / f"{uuid.uuid4().hex}.dcm"
+    try:
+        spool = path.open("xb")
+        spool.write(encode_file_meta(meta))
+    except (OSError, UnicodeEncodeError) as exc:
+        _fail(message, exc)
+        return
+    message._data_set_file = cast(Any, spool)  # pynetdicom only calls .name and .close()
+    message._data_set_path = path
+
+
+def _fail(message: DIMSEMessage, exc: BaseException) -> None:
+    """Stop spooling this dataset: remove the file, remember why, read on."""
+    LOGGER.warning("cannot spool C-STORE dataset: %s", exc)
+    spool = cast("BinaryIO | None", message._data_set_file)
+    if spool is not None:
+        spool.close()
+        Path(spool.name).unlink(missing_ok=True)
+    message._data_set_file = None
+    message._data_set_path = None
+    setattr(message, SPOOL_ERROR, exc)
+
+
+def _decode(
+    message: DIMSEMessage, primitive: P_DATA, assoc: Association, settings: SpoolSettings
+) -> bool:
+    """``DIMSEMessage.decode_msg``, spooling C-STORE-RQ data; ``True`` when complete."""
+    for context_id, data in primitive.presentation_data_value_list:
+        control_header = data[0]
+        if control_header & 1:  # command fragment
+            message.encoded_command_set.write(data[1:])
+            if control_header & 2:  # last command fragment
+                message.context_id = context_id
+                message.command_set = decode(message.encoded_command_set, True, True)
+                message.__class__ = _MESSAGE_TYPES[cast(int, message.command_set.CommandField)][1]
+                if message.command_set.CommandDataSetType == 0x0101:
+                    return True
+                if isinstance(message, C_STORE_RQ):
+                    _open_spool(message, assoc, settings)
+            continue
+        # data fragment
+        spool = cast("BinaryIO | None", message._data_set_file)
+        if spool is not None:
+            try:
+                spool.write(data[1:])
+                if control_header & 2:
+                    spool.flush()  # the handler reads the file by its path
+            except OSError as exc:
+                _fail(message, exc)
+        elif not hasattr(message, SPOOL_ERROR):
+            cast(BytesIO, message.data_set).write(data[1:])
+        if control_header & 2:
+            return True
+    return False
+
+
+def _receive_primitive(assoc: Association, settings: SpoolSettings, primitive: P_DATA) -> None:
+    """``DIMSEServiceProvider.receive_primitive`` over ``_decode``."""
+    dimse = assoc.dimse
+    if dimse.message is None:
+        dimse.message = DIMSEMessage()
+    message = dimse.message
+    if not _decode(message, primitive, assoc, settings):
+        return
+    evt.trigger(assoc, evt.EVT_DIMSE_RECV, {"message": message})
+    context_id = cast(int, message.context_id)
+    try:
+        request: Any = message.message_to_primitive()
+    except Exception:
+        LOGGER.exception("received an invalid DIMSE message")
+        dimse.dul.event_queue.put("Evt19")
+        return
+    error = getattr(message, SPOOL_ERROR, None)
+    if error is not None:
+        setattr(request, SPOOL_ERROR, error)
+    if isinstance(request, C_CANCEL) and len(dimse.cancel_req) < 10:
+        dimse.cancel_req[cast(int, request.MessageIDBeingRespondedTo)] = request
+    elif isinstance(request, N_EVENT_REPORT) and request.is_valid_request:
+        # pynetdicom serves these on their own thread so the DUL is never blocked.
+        threading.Thread(target=assoc._serve_request, args=(request, context_id)).start()
+    else:
+        dimse.msg_queue.put((context_id, request))
+    dimse.message = None
+
+
+def install(assoc: Association, settings: SpoolSettings) -> None:
+    """Spool ``assoc``'s C-STORE datasets into ``settings.directory``."""
+    assoc.dimse.receive_primitive = lambda primitive: _receive_primitive(  # type: ignore[method-assign]
+        assoc, settings, primitive
+    )
