@@ -107,6 +107,11 @@ class NodeConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     implementation_class_uid: str = DEFAULT_IMPLEMENTATION_CLASS_UID
     implementation_version_name: str = "XVACTOR_010"
     max_associations: int = 32
+    receive_processes: int = 2
+    """Worker processes that accept associations (they share the listening sockets, the
+    data directory and the catalog); 0 receives in the node's own process.  pynetdicom is
+    CPU-bound under its GIL, so on several cores concurrent associations pay off only
+    across processes."""
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
     min_free_disk_mb: int = 256
     timeouts: Timeouts = Timeouts()
@@ -178,6 +183,8 @@ def _check(config: NodeConfig) -> None:
         problems.append("max_pdu: must be 0 (unlimited) or 4096..4294967295")
     if config.max_associations < 1:
         problems.append("max_associations: must be at least 1")
+    if not 0 <= config.receive_processes <= 64:
+        problems.append("receive_processes: must be 0..64")
     if config.min_free_disk_mb < 0:
         problems.append("min_free_disk_mb: must not be negative")
     for key in ("storage", "catalog"):

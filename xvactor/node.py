@@ -1,33 +1,51 @@
 """The Data Manager node: builds the supervision tree from a configuration and runs it.
 
-Tree (``rest_for_one``: a crash restarts the crashed child and everything started after
-it, because later children hold refs into earlier ones)::
+Trees (``rest_for_one``: a crash restarts the crashed child and everything started after
+it, because later children hold refs into earlier ones).  Receiving in the node's own
+process (``receive_processes = 0``), and in each receive worker process::
 
     root
-     ├─ catalog   (SQLite, group commit)
-     ├─ storage   (spool, fsync, file, index)
-     └─ listener  (pynetdicom servers; starts last, stops first)
+     ├─ catalog    (SQLite, group commit)
+     ├─ storage    (fsync, file, index)
+     └─ listener   (pynetdicom servers; starts last, stops first)
+
+The node's process when receiving in N worker processes (``xvactor.worker``)::
+
+    root
+     ├─ catalog
+     └─ receivers  (binds the listen addresses, runs and watches the workers)
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
 from xvactor.actors.catalog import CatalogActor, CatalogInbox
 from xvactor.actors.listener import ListenerActor, ListenerInbox, addresses
-from xvactor.actors.storage import StorageActor, StorageInbox, StorageSettings
+from xvactor.actors.receivers import ReceiversActor, ReceiversInbox
+from xvactor.actors.storage import SPOOL_DIR, StorageActor, StorageInbox, StorageSettings
 from xvactor.config import NodeConfig
 from xvactor.runtime import ActorRef, ChildSpec, Limiters, Strategy, Supervisor
 
-__all__ = ["Node", "run_node", "running_node"]
+__all__ = ["Node", "WorkerRole", "build_node", "run_node", "running_node"]
 
 LOGGER = logging.getLogger("xvactor.node")
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """This process is receive worker ``index``, serving on inherited ``sockets``."""
+
+    index: int
+    sockets: tuple[socket.socket, ...]
 
 
 @dataclass(frozen=True)
@@ -37,17 +55,20 @@ class Node:
     config: NodeConfig
     supervisor: Supervisor
     catalog: ActorRef[CatalogInbox]
-    storage: ActorRef[StorageInbox]
-    listener: ActorRef[ListenerInbox]
+    front: ActorRef[Any]
+    """The listener, or the receivers actor when workers receive."""
 
     async def addresses(self) -> list[tuple[str, int]]:
         """Bound listen addresses (useful when a port 0 was configured)."""
-        return await addresses(self.listener)
+        return await addresses(self.front)
 
 
-def build_node(config: NodeConfig) -> Node:
+def build_node(config: NodeConfig, *, role: WorkerRole | None = None) -> Node:
     """Wire the actors of a node; nothing runs until the supervisor does."""
+    if role is None and config.receive_processes > 0:
+        return _build_receiving_in_workers(config)
     data_dir = config.data_path.resolve()
+    spool_dir = data_dir / SPOOL_DIR / (f"w{role.index}" if role is not None else "main")
     limiters = Limiters(
         {
             "catalog": 1,
@@ -60,6 +81,7 @@ def build_node(config: NodeConfig) -> Node:
     listener: ActorRef[ListenerInbox] = ActorRef("listener", mailbox_size=16)
     settings = StorageSettings(
         data_dir=data_dir,
+        spool_dir=spool_dir,
         implementation_class_uid=config.implementation_class_uid,
         implementation_version_name=config.implementation_version_name,
         duplicate_policy=config.duplicate_policy,
@@ -73,7 +95,13 @@ def build_node(config: NodeConfig) -> Node:
             ChildSpec(ref=storage, factory=lambda: StorageActor(settings, catalog, limiters)),
             ChildSpec(
                 ref=listener,
-                factory=lambda: ListenerActor(config, storage, limiters),
+                factory=lambda: ListenerActor(
+                    config,
+                    storage,
+                    limiters,
+                    spool_dir=spool_dir,
+                    sockets=role.sockets if role is not None else (),
+                ),
                 shutdown=config.timeouts.shutdown + 5.0,
             ),
         ],
@@ -81,14 +109,38 @@ def build_node(config: NodeConfig) -> Node:
         max_restarts=3,
         max_seconds=10.0,
     )
-    return Node(config, root, catalog, storage, listener)
+    return Node(config, root, catalog, listener)
+
+
+def _build_receiving_in_workers(config: NodeConfig) -> Node:
+    data_dir = config.data_path.resolve()
+    limiters = Limiters({"catalog": 1, "listener": 2})
+    catalog: ActorRef[CatalogInbox] = ActorRef("catalog", mailbox_size=config.mailboxes.catalog)
+    receivers: ActorRef[ReceiversInbox] = ActorRef("receivers", mailbox_size=16)
+    root = Supervisor(
+        "root",
+        [
+            ChildSpec(ref=catalog, factory=lambda: CatalogActor(data_dir, limiters)),
+            ChildSpec(
+                ref=receivers,
+                factory=lambda: ReceiversActor(config, receivers, limiters),
+                shutdown=config.timeouts.shutdown + 15.0,
+            ),
+        ],
+        strategy=Strategy.REST_FOR_ONE,
+        max_restarts=3,
+        max_seconds=30.0,
+    )
+    return Node(config, root, catalog, receivers)
 
 
 @asynccontextmanager
-async def running_node(config: NodeConfig) -> AsyncIterator[Node]:
+async def running_node(
+    config: NodeConfig, *, role: WorkerRole | None = None
+) -> AsyncIterator[Node]:
     """Run a node for the duration of the block (ready on entry, stopped in order on exit)."""
     config.data_path.mkdir(parents=True, exist_ok=True)
-    node = build_node(config)
+    node = build_node(config, role=role)
     async with anyio.create_task_group() as tg:
         await tg.start(node.supervisor.run)
         try:

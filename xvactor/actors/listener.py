@@ -7,6 +7,9 @@ in-flight C-STOREs while storage and catalog are still running.
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Sequence
+from pathlib import Path
 from typing import assert_never
 
 from xvactor.actors.storage import StorageInbox
@@ -34,16 +37,30 @@ class ListenerActor(Actor[ListenerInbox]):
     """Runs the DICOM listeners; their handlers talk to the storage actor."""
 
     def __init__(
-        self, config: NodeConfig, storage: ActorRef[StorageInbox], limiters: Limiters
+        self,
+        config: NodeConfig,
+        storage: ActorRef[StorageInbox],
+        limiters: Limiters,
+        *,
+        spool_dir: Path,
+        sockets: Sequence[socket.socket] = (),
     ) -> None:
         self._config = config
         self._storage = storage
         self._limiters = limiters
+        self._spool_dir = spool_dir
+        self._sockets = sockets
         self._server: InboundServer | None = None
 
     async def started(self) -> None:
-        """Bind every listener; the node is ready when this returns."""
-        server = InboundServer(self._config, LoopBridge(), self._storage)
+        """Bind every listener (or adopt the sockets); the node is ready when this returns."""
+        server = InboundServer(
+            self._config,
+            LoopBridge(),
+            self._storage,
+            spool_dir=self._spool_dir,
+            sockets=self._sockets,
+        )
         await run_blocking(self._limiters, "listener", server.start)
         self._server = server
 

@@ -74,6 +74,8 @@ class StorageSettings:
     """What the storage actor needs from the node configuration."""
 
     data_dir: Path
+    spool_dir: Path
+    """This process's spool (under ``<data>/.spool``); cleared when storage starts."""
     implementation_class_uid: str
     implementation_version_name: str
     duplicate_policy: DuplicatePolicy
@@ -99,11 +101,13 @@ class StorageActor(Actor[StorageInbox]):
         self._settings = settings
         self._catalog = catalog
         self._limiters = limiters
-        self._spool = settings.data_dir / SPOOL_DIR
 
     async def started(self) -> None:
         """Create the layout and clear the spool of unacknowledged leftovers."""
-        await run_blocking(self._limiters, "disk", _prepare_layout, self._settings.data_dir)
+        settings = self._settings
+        await run_blocking(
+            self._limiters, "disk", _prepare_layout, settings.data_dir, settings.spool_dir
+        )
 
     async def receive(self, message: StorageInbox) -> object:
         """Dispatch one message."""
@@ -222,13 +226,12 @@ def _free_bytes(path: Path) -> int:
     return stats.f_bavail * stats.f_frsize
 
 
-def _prepare_layout(data_dir: Path) -> None:
+def _prepare_layout(data_dir: Path, spool: Path) -> None:
     try:
         (data_dir / STUDIES_DIR).mkdir(parents=True, exist_ok=True)
-        spool = data_dir / SPOOL_DIR
         if spool.exists():
             shutil.rmtree(spool)
-        spool.mkdir()
+        spool.mkdir(parents=True)
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
             raise OutOfResources(f"data directory not writable: {data_dir}") from exc

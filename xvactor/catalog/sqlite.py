@@ -151,6 +151,8 @@ class StoredInstance:
 def open_catalog(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) the catalog database at ``path``."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # Receive worker processes share the catalog: wait for each other's write locks.
+    conn.execute("PRAGMA busy_timeout=60000")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")

@@ -31,6 +31,7 @@ import select
 import ssl
 import threading
 import types
+from collections.abc import Callable
 from typing import Any
 
 from pynetdicom.association import Association
@@ -224,8 +225,12 @@ def _association_reactor(assoc: Association, signal: threading.Event) -> None:
             signal.wait(_MAX_WAIT)
 
 
-def install(assoc: Association) -> None:
-    """Make ``assoc`` (an acceptor whose threads have not started) event driven."""
+def install(assoc: Association, on_finished: Callable[[Association], None]) -> None:
+    """Make ``assoc`` (an acceptor whose threads have not started) event driven.
+
+    ``on_finished`` runs on the association's thread when it ends, after every outcome
+    event (released, aborted, rejected) has fired and its DUL has stopped.
+    """
     dul = assoc.dul
     wakeup = _Wakeup()
     signal = threading.Event()
@@ -266,7 +271,16 @@ def install(assoc: Association) -> None:
     dul.send_pdu = send_pdu  # type: ignore[method-assign]
     dul.kill_dul = kill_dul  # type: ignore[method-assign]
     dul.stop_dul = stop_dul  # type: ignore[method-assign]
+    stock_run = assoc.run
+
+    def run_association() -> None:
+        try:
+            stock_run()
+        finally:
+            on_finished(assoc)
+
     dul.run = run  # type: ignore[method-assign]
+    assoc.run = run_association  # type: ignore[method-assign]
     assoc.kill = kill  # type: ignore[method-assign]
     assoc._run_reactor = types.MethodType(  # type: ignore[method-assign]
         lambda self: _association_reactor(self, signal), assoc

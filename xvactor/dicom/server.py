@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -23,7 +23,7 @@ from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
-from xvactor.actors.storage import SPOOL_DIR, InstanceStored, StorageInbox, StoreInstance
+from xvactor.actors.storage import InstanceStored, StorageInbox, StoreInstance
 from xvactor.config import NodeConfig
 from xvactor.dicom import reactor, spool
 from xvactor.dicom.contexts import (
@@ -91,13 +91,17 @@ class InboundServer:
         config: NodeConfig,
         bridge: LoopBridge,
         storage: ActorRef[StorageInbox],
+        *,
+        spool_dir: Path,
+        sockets: Sequence[socket.socket] = (),
     ) -> None:
         self._config = config
         self._bridge = bridge
         self._storage = storage
+        self._sockets = tuple(sockets)
         self._ae = build_ae(config)
         self._spool = spool.SpoolSettings(
-            directory=config.data_path.resolve() / SPOOL_DIR,
+            directory=spool_dir,
             implementation_class_uid=config.implementation_class_uid,
             implementation_version_name=config.implementation_version_name,
         )
@@ -126,8 +130,15 @@ class InboundServer:
         ]
 
     def start(self) -> None:
-        """Bind every listener and start serving (blocking: run on a worker thread)."""
+        """Bind every listener (or adopt the given sockets) and serve.
+
+        Blocking: run on a worker thread.
+        """
         try:
+            if self._sockets:
+                for sock in self._sockets:
+                    self._servers.append(self._adopt(sock))
+                return
             for listener in self._config.listeners:
                 server = self._ae.start_server(
                     (listener.host, listener.port), block=False, evt_handlers=self._handlers()
@@ -137,6 +148,19 @@ class InboundServer:
         except BaseException:
             self.stop(drain_timeout=0.0)
             raise
+
+    def _adopt(self, sock: socket.socket) -> ThreadedAssociationServer:
+        """Serve on a listening socket bound by another process (a receive worker)."""
+        server = self._ae.make_server(
+            sock.getsockname()[:2],
+            evt_handlers=self._handlers(),
+            server_class=_adopting(sock),
+        )
+        thread = threading.Thread(target=server.serve_forever, name="AcceptorServer")
+        thread.daemon = True
+        thread.start()
+        self._ae._servers.append(server)
+        return server
 
     def stop(self, *, drain_timeout: float) -> None:
         """Stop accepting, let in-flight C-STOREs finish, then abort what remains.
@@ -165,7 +189,7 @@ class InboundServer:
             return self._logs[key]
 
     def _on_conn_open(self, event: evt.Event) -> None:
-        reactor.install(event.assoc)
+        reactor.install(event.assoc, self._on_finished)
         spool.install(event.assoc, self._spool)
         transport = event.assoc.dul.socket
         if transport is not None and transport.socket is not None:
@@ -185,8 +209,11 @@ class InboundServer:
 
     def _on_conn_close(self, event: evt.Event) -> None:
         _discard_partial_dataset(event.assoc)
+
+    def _on_finished(self, assoc: Association) -> None:
+        """The association's thread ends: log what it did, once."""
         with self._logs_lock:
-            log = self._logs.pop(id(event.assoc), None)
+            log = self._logs.pop(id(assoc), None)
         if log is not None:
             LOGGER.info(log.line())
 
@@ -238,6 +265,27 @@ class InboundServer:
             LOGGER.debug("C-STORE failed", exc_info=True)
             return status_for(exc)
         return status_for(None)
+
+
+def _adopting(sock: socket.socket) -> type[ThreadedAssociationServer]:
+    """A server class that takes over ``sock`` instead of binding its own.
+
+    Several worker processes accept on the same listening socket; it is non-blocking so
+    a process that loses the race for a connection returns to its loop at once.
+    """
+
+    class _AdoptingServer(ThreadedAssociationServer):
+        def server_bind(self) -> None:
+            if self.socket is not None:
+                self.socket.close()
+            sock.setblocking(False)
+            self.socket = sock
+            self.server_address = sock.getsockname()
+
+        def server_activate(self) -> None:
+            """Already listening."""
+
+    return _AdoptingServer
 
 
 def _discard_partial_dataset(assoc: Association) -> None:

@@ -54,6 +54,7 @@ def test_config(data_dir: Path, port: int = 0, **changes: object) -> NodeConfig:
         data_dir=str(data_dir),
         listeners=(Listener(host="127.0.0.1", port=port),),
         min_free_disk_mb=0,
+        receive_processes=0,
     )
     # Through msgspec, so that changes are validated and converted ("reject" -> the enum).
     return msgspec.convert({**msgspec.to_builtins(base), **changes}, NodeConfig)
