@@ -41,6 +41,23 @@ LOGGER = logging.getLogger("xvactor.receivers")
 
 WORKER_CONFIG_ENV = "XVACTOR_WORKER_CONFIG"
 _START_TIMEOUT = 60.0
+_BACKLOG = 128
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A bound, not yet listening, inheritable TCP socket."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 class WorkerExited(Message, frozen=True, tag=True, kw_only=True):
@@ -106,9 +123,7 @@ class ReceiversActor(Actor[ReceiversInbox]):
             shutil.rmtree(spool)  # unacknowledged leftovers of an earlier run
         spool.mkdir(parents=True)
         for listener in config.listeners:
-            sock = socket.create_server((listener.host, listener.port), backlog=128)
-            sock.set_inheritable(True)
-            self._sockets.append(sock)
+            self._sockets.append(_bind(listener.host, listener.port))
         count = config.receive_processes
         share = msgspec.structs.replace(
             config, max_associations=math.ceil(config.max_associations / count)
@@ -121,6 +136,10 @@ class ReceiversActor(Actor[ReceiversInbox]):
             threading.Thread(
                 target=self._watch, args=(worker, bridge), name=f"watch-{worker.pid}", daemon=True
             ).start()
+        # Only now accept connections: a peer that connects while workers start is refused
+        # and retries, rather than waiting in the backlog of a node that is not ready.
+        for sock in self._sockets:
+            sock.listen(_BACKLOG)
 
     def _spawn(self, index: int, fds: list[int], env: dict[str, str]) -> subprocess.Popen[bytes]:
         ready_r, ready_w = os.pipe()
