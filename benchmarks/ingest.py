@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -44,11 +45,17 @@ PLAIN_SCP = BENCH_DIR / "plain_pynetdicom_scp.py"
 
 ALL_SIZES = ("tiny", "ct", "dx")
 ALL_RECEIVERS = ("xvactor", "pynetdicom", "orthanc", "storescp")
+# xvactor with one setting changed, for A/B comparisons in one run (not run by default).
+XVACTOR_VARIANTS = {
+    "xvactor-stock-reactor": 'reactor = "pynetdicom"\n',
+    "xvactor-1proc": "receive_processes = 0\n",
+}
 DEFAULT_COUNTS = {"tiny": 400, "ct": 300, "dx": 20}
 QUICK_COUNTS = {"tiny": 40, "ct": 30, "dx": 3}
 SENDER_AE = "BENCHSCU"
 RECEIVER_AE = {
     "xvactor": "XVACTOR",
+    **dict.fromkeys(XVACTOR_VARIANTS, "XVACTOR"),
     "pynetdicom": "PLAINSCP",
     "orthanc": "ORTHANC",
     "storescp": "STORESCP",
@@ -494,7 +501,7 @@ def _spawn(
     return proc, out_path, err_path
 
 
-def start_xvactor(tools: Tools, run_dir: Path, assoc: int) -> Started:
+def start_xvactor(tools: Tools, run_dir: Path, assoc: int, extra: str = "") -> Started:
     del assoc
     port = free_port()
     data_dir = run_dir / "xvactor-data"
@@ -503,6 +510,7 @@ def start_xvactor(tools: Tools, run_dir: Path, assoc: int) -> Started:
     cfg.write_text(
         f'ae_title = "{RECEIVER_AE["xvactor"]}"\n'
         f"data_dir = {json.dumps(str(data_dir))}\n"
+        f"{extra}"
         "[[listeners]]\n"
         'host = "127.0.0.1"\n'
         f"port = {port}\n"
@@ -620,6 +628,10 @@ STARTERS: dict[str, Callable[[Tools, Path, int], Started]] = {
     "pynetdicom": start_pynetdicom,
     "orthanc": start_orthanc,
     "storescp": start_storescp,
+    **{
+        name: functools.partial(start_xvactor, extra=extra)
+        for name, extra in XVACTOR_VARIANTS.items()
+    },
 }
 
 
@@ -978,7 +990,7 @@ def print_ratios(
         print()
         print("| receiver | " + " | ".join(f"{n}/1" for n in assocs if n != 1) + " |")
         print("|---|" + "---:|" * len([n for n in assocs if n != 1]))
-        for rcv in ALL_RECEIVERS:
+        for rcv in (*ALL_RECEIVERS, *XVACTOR_VARIANTS):
             if ("ct" not in sizes) or summary.get((rcv, "ct", 1)) is None:
                 continue
             base = get(rcv, "ct", 1, "inst_per_s")
@@ -1028,7 +1040,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--receivers",
-        type=lambda v: csv_list(v, ALL_RECEIVERS),
+        type=lambda v: csv_list(v, (*ALL_RECEIVERS, *XVACTOR_VARIANTS)),
         default=list(ALL_RECEIVERS),
         help="comma list of xvactor,pynetdicom,orthanc,storescp (default: all)",
     )

@@ -30,6 +30,7 @@ __all__ = [
     "Mailboxes",
     "NodeConfig",
     "Overrides",
+    "Reactor",
     "Timeouts",
     "load_config",
 ]
@@ -41,6 +42,18 @@ _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message is one line, ready for the user."""
+
+
+class Reactor(enum.StrEnum):
+    """How inbound associations wait for network and DIMSE events.
+
+    ``event-driven`` (default) blocks on the socket and on events (``xvactor.dicom.reactor``);
+    ``pynetdicom`` keeps pynetdicom's own polling loops (1 ms sleeps), a fallback should a
+    pynetdicom release change the internals the event-driven loops rely on.
+    """
+
+    EVENT_DRIVEN = "event-driven"
+    PYNETDICOM = "pynetdicom"
 
 
 class DuplicatePolicy(enum.StrEnum):
@@ -107,6 +120,7 @@ class NodeConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     implementation_class_uid: str = DEFAULT_IMPLEMENTATION_CLASS_UID
     implementation_version_name: str = "XVACTOR_010"
     max_associations: int = 32
+    reactor: Reactor = Reactor.EVENT_DRIVEN
     receive_processes: int = 2
     """Worker processes that accept associations (they share the listening sockets, the
     data directory and the catalog); 0 receives in the node's own process.  pynetdicom is

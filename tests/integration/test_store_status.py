@@ -134,3 +134,11 @@ def test_disk_floor_answers_out_of_resources_and_leaves_nothing(make_node: Any) 
     assert "disk" in status.ErrorComment
     assert instance_count(handle) == 0
     assert leftovers(handle) == []
+
+
+def test_pynetdicom_reactor_fallback_still_receives(make_node: Any) -> None:
+    handle = make_node(reactor="pynetdicom")
+    ds = make_dataset()
+    assert send(handle, ds).Status == 0x0000
+    assert stored_path(handle, ds).is_file()
+    assert instance_count(handle) == 1

@@ -176,3 +176,48 @@ def test_catalog_reopens_and_refuses_unknown_schema(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version=99")
     with pytest.raises(RuntimeError, match="schema version 99"):
         open_catalog(path)
+
+
+def _pydicom_text(ds: pydicom.Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    if isinstance(value, pydicom.multival.MultiValue):
+        return "\\".join(str(item) for item in value)
+    return str(value)
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+@pytest.mark.parametrize(
+    "name",
+    ["Müller^Jürgen", "Doe^John^^Dr", "", "Ödön=Ö^Ü"],
+    ids=["latin1", "ascii", "empty", "groups"],
+)
+def test_record_from_raw_bytes_equals_pydicoms_values(tmp_path: Path, ts: str, name: str) -> None:
+    ds = make_dataset(patient_name=name or "X", character_set="ISO_IR 100")
+    ds.PatientName = name
+    ds.StudyDescription = "Thorax  "
+    ds.AccessionNumber = ""
+    ds.SeriesNumber = 12
+    ds.ReferringPhysicianName = "Weiß^Ärztin"
+    ds.file_meta.TransferSyntaxUID = ts
+    path = tmp_path / "x.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with path.open("rb") as fp:
+        offset = dataset_offset(fp)
+    header = read_header(path, offset, ts)
+    built = record(header.dataset)
+    decoded = pydicom.dcmread(path)
+    for field, keyword in [
+        ("patient_name", "PatientName"),
+        ("patient_id", "PatientID"),
+        ("study_description", "StudyDescription"),
+        ("accession_number", "AccessionNumber"),
+        ("series_number", "SeriesNumber"),
+        ("referring_physician_name", "ReferringPhysicianName"),
+        ("study_date", "StudyDate"),
+        ("modality", "Modality"),
+        ("specific_character_set", "SpecificCharacterSet"),
+        ("study_instance_uid", "StudyInstanceUID"),
+    ]:
+        assert getattr(built, field) == _pydicom_text(decoded, keyword), field

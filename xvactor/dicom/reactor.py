@@ -39,7 +39,7 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.transport import AssociationSocket
 
-__all__ = ["install"]
+__all__ = ["install", "on_finished"]
 
 LOGGER = logging.getLogger("xvactor.reactor")
 
@@ -225,12 +225,25 @@ def _association_reactor(assoc: Association, signal: threading.Event) -> None:
             signal.wait(_MAX_WAIT)
 
 
-def install(assoc: Association, on_finished: Callable[[Association], None]) -> None:
-    """Make ``assoc`` (an acceptor whose threads have not started) event driven.
+def on_finished(assoc: Association, callback: Callable[[Association], None]) -> None:
+    """Run ``callback`` on the association's thread when it ends.
 
-    ``on_finished`` runs on the association's thread when it ends, after every outcome
-    event (released, aborted, rejected) has fired and its DUL has stopped.
+    By then every outcome event (released, aborted, rejected) has fired and its DUL has
+    stopped, whichever thread triggered them.  Call before the association starts.
     """
+    stock_run = assoc.run
+
+    def run_association() -> None:
+        try:
+            stock_run()
+        finally:
+            callback(assoc)
+
+    assoc.run = run_association  # type: ignore[method-assign]
+
+
+def install(assoc: Association) -> None:
+    """Make ``assoc`` (an acceptor whose threads have not started) event driven."""
     dul = assoc.dul
     wakeup = _Wakeup()
     signal = threading.Event()
@@ -271,16 +284,7 @@ def install(assoc: Association, on_finished: Callable[[Association], None]) -> N
     dul.send_pdu = send_pdu  # type: ignore[method-assign]
     dul.kill_dul = kill_dul  # type: ignore[method-assign]
     dul.stop_dul = stop_dul  # type: ignore[method-assign]
-    stock_run = assoc.run
-
-    def run_association() -> None:
-        try:
-            stock_run()
-        finally:
-            on_finished(assoc)
-
     dul.run = run  # type: ignore[method-assign]
-    assoc.run = run_association  # type: ignore[method-assign]
     assoc.kill = kill  # type: ignore[method-assign]
     assoc._run_reactor = types.MethodType(  # type: ignore[method-assign]
         lambda self: _association_reactor(self, signal), assoc

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 
 import msgspec
+from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -63,13 +65,59 @@ class InstanceRecord(msgspec.Struct, frozen=True, kw_only=True):
     """The dataset's bytes up to its bulk data, in ``transfer_syntax_uid``."""
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
-    if value is None:
+# (keyword, tag, VR) of every indexed key; VRs from PS3.6, needed for implicit VR data.
+_KEYS: tuple[tuple[str, int, str], ...] = (
+    ("patient_id", 0x00100020, "LO"),
+    ("patient_name", 0x00100010, "PN"),
+    ("patient_birth_date", 0x00100030, "DA"),
+    ("patient_sex", 0x00100040, "CS"),
+    ("study_instance_uid", 0x0020000D, "UI"),
+    ("study_date", 0x00080020, "DA"),
+    ("study_time", 0x00080030, "TM"),
+    ("accession_number", 0x00080050, "SH"),
+    ("study_id", 0x00200010, "SH"),
+    ("referring_physician_name", 0x00080090, "PN"),
+    ("study_description", 0x00081030, "LO"),
+    ("series_instance_uid", 0x0020000E, "UI"),
+    ("modality", 0x00080060, "CS"),
+    ("series_number", 0x00200011, "IS"),
+    ("series_description", 0x0008103E, "LO"),
+    ("sop_instance_uid", 0x00080018, "UI"),
+    ("instance_number", 0x00200013, "IS"),
+    ("specific_character_set", 0x00080005, "CS"),
+)
+_CHARACTER_SET_VRS = frozenset({"PN", "LO", "SH"})
+_PN_DELIMITERS = {0x5C, 0x3D, 0x5E}  # backslash, =, ^ (PS3.5 6.2, 6.1.2.5.3)
+_TEXT_DELIMITERS = {0x5C}
+
+
+def _decode(raw: bytes, vr: str, encodings: list[str]) -> str:
+    """A raw value as text, values separated by backslashes, padding removed (PS3.5 6.2)."""
+    if vr in _CHARACTER_SET_VRS:
+        delimiters = _PN_DELIMITERS if vr == "PN" else _TEXT_DELIMITERS
+        text = decode_bytes(raw, encodings, delimiters)
+        return "\\".join(part.rstrip(" \x00") for part in text.split("\\")).rstrip("\\")
+    text = raw.decode("ascii", errors="replace")
+    return "\\".join(part.strip(" \x00") for part in text.split("\\")).rstrip("\\")
+
+
+def _element_text(ds: Dataset, tag: int, vr: str, encodings: list[str]) -> str:
+    element = ds.get_item(tag)
+    if element is None or element.value is None:
         return ""
+    if isinstance(element, RawDataElement):
+        return _decode(bytes(element.value), vr, encodings)
+    value = element.value
     if isinstance(value, MultiValue):
         return "\\".join(str(item) for item in value)
     return str(value)
+
+
+def _texts(ds: Dataset) -> dict[str, str]:
+    """The indexed keys, read from the raw bytes (no value conversion or validation)."""
+    charset = _element_text(ds, 0x00080005, "CS", ["iso8859"])
+    encodings = convert_encodings(charset.split("\\") if charset else None)
+    return {key: _element_text(ds, tag, vr, encodings) for key, tag, vr in _KEYS}
 
 
 def record_from_header(
@@ -94,26 +142,7 @@ def record_from_header(
         SOP Instance UID differs from the command's Affected SOP Instance UID.
     """
     try:
-        values = {
-            "patient_id": _text(ds, "PatientID"),
-            "patient_name": _text(ds, "PatientName"),
-            "patient_birth_date": _text(ds, "PatientBirthDate"),
-            "patient_sex": _text(ds, "PatientSex"),
-            "study_instance_uid": _text(ds, "StudyInstanceUID"),
-            "study_date": _text(ds, "StudyDate"),
-            "study_time": _text(ds, "StudyTime"),
-            "accession_number": _text(ds, "AccessionNumber"),
-            "study_id": _text(ds, "StudyID"),
-            "referring_physician_name": _text(ds, "ReferringPhysicianName"),
-            "study_description": _text(ds, "StudyDescription"),
-            "series_instance_uid": _text(ds, "SeriesInstanceUID"),
-            "modality": _text(ds, "Modality"),
-            "series_number": _text(ds, "SeriesNumber"),
-            "series_description": _text(ds, "SeriesDescription"),
-            "sop_instance_uid": _text(ds, "SOPInstanceUID"),
-            "instance_number": _text(ds, "InstanceNumber"),
-            "specific_character_set": _text(ds, "SpecificCharacterSet"),
-        }
+        values = _texts(ds)
     except Exception as exc:  # pydicom converts lazily: any malformed element lands here
         raise CannotUnderstand(f"Cannot decode dataset: {exc}") from exc
     for keyword, key in (

@@ -24,7 +24,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
 from xvactor.actors.storage import InstanceStored, StorageInbox, StoreInstance
-from xvactor.config import NodeConfig
+from xvactor.config import NodeConfig, Reactor
 from xvactor.dicom import reactor, spool
 from xvactor.dicom.contexts import (
     SERVICE_TRANSFER_SYNTAXES,
@@ -189,7 +189,9 @@ class InboundServer:
             return self._logs[key]
 
     def _on_conn_open(self, event: evt.Event) -> None:
-        reactor.install(event.assoc, self._on_finished)
+        reactor.on_finished(event.assoc, self._on_finished)
+        if self._config.reactor is Reactor.EVENT_DRIVEN:
+            reactor.install(event.assoc)
         spool.install(event.assoc, self._spool)
         transport = event.assoc.dul.socket
         if transport is not None and transport.socket is not None:
