@@ -524,7 +524,7 @@ def start_xvactor(tools: Tools, run_dir: Path, assoc: int, extra: str = "") -> S
     return Started(
         proc,
         port,
-        lambda: count_files(data_dir, ".dcm", exclude_tmp=True),
+        lambda: count_files(data_dir / "studies", ".dcm"),
         [port],
         err,
         out,
