@@ -21,18 +21,21 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import ThreadedAssociationServer
 
 from xvactor.actors.storage import InstanceStored, StorageInbox, StoreInstance
 from xvactor.config import NodeConfig, Reactor
 from xvactor.dicom import reactor, spool
+from xvactor.dicom.commands import encode_c_store_rsp, pdv_command_last
 from xvactor.dicom.contexts import (
     SERVICE_TRANSFER_SYNTAXES,
     STORAGE_SOP_CLASSES,
     STORAGE_TRANSFER_SYNTAXES,
     VERIFICATION,
 )
-from xvactor.dicom.status import OutOfResources, StatusReply, status_for
+from xvactor.dicom.spool import SpooledStore
+from xvactor.dicom.status import CannotUnderstand, OutOfResources, StatusReply, status_for
 from xvactor.runtime import ActorRef, LoopBridge
 
 __all__ = ["InboundServer", "build_ae", "set_nodelay"]
@@ -104,6 +107,7 @@ class InboundServer:
             directory=spool_dir,
             implementation_class_uid=config.implementation_class_uid,
             implementation_version_name=config.implementation_version_name,
+            on_store=self._on_spooled_store,
         )
         self._servers: list[ThreadedAssociationServer] = []
         self._logs: dict[int, _AssociationLog] = {}
@@ -179,12 +183,12 @@ class InboundServer:
 
     # --- event handlers: run on pynetdicom's threads -------------------------------------
 
-    def _log_for(self, event: evt.Event) -> _AssociationLog:
+    def _log_for(self, assoc: Association) -> _AssociationLog:
         with self._logs_lock:
-            key = id(event.assoc)
+            key = id(assoc)
             if key not in self._logs:
-                address = event.assoc.requestor.address
-                port = event.assoc.requestor.port
+                address = assoc.requestor.address
+                port = assoc.requestor.port
                 self._logs[key] = _AssociationLog(peer=f"{address}:{port}")
             return self._logs[key]
 
@@ -196,11 +200,11 @@ class InboundServer:
         transport = event.assoc.dul.socket
         if transport is not None and transport.socket is not None:
             set_nodelay(transport.socket)
-        self._log_for(event)
+        self._log_for(event.assoc)
 
     def _on_outcome(self, outcome: str) -> Callable[[evt.Event], None]:
         def handler(event: evt.Event) -> None:
-            log = self._log_for(event)
+            log = self._log_for(event.assoc)
             log.calling = str(event.assoc.requestor.ae_title)
             log.called = str(event.assoc.acceptor.ae_title)
             if outcome == "aborted" and log.outcome in ("released", "rejected"):
@@ -220,17 +224,64 @@ class InboundServer:
             LOGGER.info(log.line())
 
     def _on_c_echo(self, event: evt.Event) -> int:
-        log = self._log_for(event)
+        log = self._log_for(event.assoc)
         with log.counts_lock:
             log.echoes += 1
         return 0x0000
 
     def _on_c_store(self, event: evt.Event) -> Dataset:
-        log = self._log_for(event)
+        """pynetdicom's Storage SCP path (only a C-STORE-RQ without a dataset gets here)."""
+        request = cast(C_STORE, event.request)
+        path = getattr(request, "_dataset_path", None)
+        reply = self._store(
+            event.assoc,
+            SpooledStore(
+                context_id=int(event.context.context_id),
+                message_id=int(request.MessageID or 0),
+                sop_class_uid=str(request.AffectedSOPClassUID),
+                sop_instance_uid=str(request.AffectedSOPInstanceUID),
+                transfer_syntax_uid=str(event.context.transfer_syntax),
+                path=Path(path) if path else None,
+                error=getattr(request, spool.SPOOL_ERROR, None),
+            ),
+        )
+        return _status_dataset(reply)
+
+    def _on_spooled_store(self, assoc: Association, request: SpooledStore) -> None:
+        """The C-STORE fast path, on the DUL thread: store, then answer (PS3.7 9.3.1)."""
+        idle_timer = assoc.dul._idle_timer
+        idle_timer.stop()  # a slow disk is not an idle peer
+        try:
+            reply = self._store(assoc, request)
+        finally:
+            idle_timer.restart()
+            if request.path is not None:
+                request.path.unlink(missing_ok=True)  # filed by now, or discarded
+        response = P_DATA()
+        # pynetdicom checks for [id, pdv] lists at run time (its annotation says tuples).
+        response.presentation_data_value_list = [
+            [  # type: ignore[list-item]
+                request.context_id,
+                pdv_command_last(
+                    encode_c_store_rsp(
+                        message_id=request.message_id,
+                        sop_class_uid=request.sop_class_uid,
+                        sop_instance_uid=request.sop_instance_uid,
+                        status=reply.status,
+                        error_comment=reply.error_comment,
+                    )
+                ),
+            ]
+        ]
+        assoc.dul.send_pdu(response)
+
+    def _store(self, assoc: Association, request: SpooledStore) -> StatusReply:
+        """Store one spooled instance; every outcome becomes a status here."""
+        log = self._log_for(assoc)
         with self._idle:
             self._in_flight += 1
         try:
-            reply = self._store(event)
+            reply = self._ask_storage(assoc, request)
         finally:
             with self._idle:
                 self._in_flight -= 1
@@ -240,28 +291,33 @@ class InboundServer:
                 log.stored += 1
             else:
                 log.failed += 1
-        return _status_dataset(reply)
+        if reply.status != 0x0000:
+            LOGGER.warning(
+                "C-STORE %s from %s: 0x%04X %s",
+                request.sop_instance_uid,
+                log.calling,
+                reply.status,
+                reply.error_comment or "",
+            )
+        return reply
 
-    def _store(self, event: evt.Event) -> StatusReply:
+    def _ask_storage(self, assoc: Association, request: SpooledStore) -> StatusReply:
         if self._closing:
             return status_for(OutOfResources("Node is shutting down, retry later"))
-        request = cast(C_STORE, event.request)
-        spool_error = getattr(request, spool.SPOOL_ERROR, None)
-        if spool_error is not None:
-            return status_for(spool_error)
+        if request.error is not None:
+            return status_for(request.error)
+        if request.path is None:
+            return status_for(CannotUnderstand("C-STORE-RQ without a dataset"))
+        message = StoreInstance(
+            source=str(request.path),
+            affected_sop_class_uid=request.sop_class_uid,
+            affected_sop_instance_uid=request.sop_instance_uid,
+            transfer_syntax_uid=request.transfer_syntax_uid,
+            calling_ae_title=str(assoc.requestor.ae_title),
+        )
         try:
-            message = StoreInstance(
-                source=str(event.dataset_path),
-                affected_sop_class_uid=str(request.AffectedSOPClassUID),
-                affected_sop_instance_uid=str(request.AffectedSOPInstanceUID),
-                transfer_syntax_uid=str(event.context.transfer_syntax),
-                calling_ae_title=str(event.assoc.requestor.ae_title),
-            )
             self._bridge.ask(
-                self._storage,
-                message,
-                expect=InstanceStored,
-                timeout=self._config.timeouts.store,
+                self._storage, message, expect=InstanceStored, timeout=self._config.timeouts.store
             )
         except Exception as exc:
             LOGGER.debug("C-STORE failed", exc_info=True)

@@ -16,6 +16,12 @@ have linked the file into place (or the instance is discarded with the spool nam
 A write error (disk full) does not abort the association: the rest of the dataset is read
 and dropped, and the request reaches the handler carrying the error, which answers with a
 status (PS3.4 B.2.3: 0xA7xx Out of Resources).
+
+With ``SpoolSettings.on_store`` set, a completed C-STORE-RQ does not go through
+pynetdicom's association thread and Storage SCP at all: the DUL thread hands a
+``SpooledStore`` to ``on_store``, which stores it and sends the C-STORE-RSP itself.  The
+peer is waiting for that response (no asynchronous operations are negotiated, PS3.7
+Annex D.3.3.3), so nothing else is pending on the association meanwhile.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -37,7 +44,7 @@ from pynetdicom.pdu_primitives import P_DATA
 
 from xvactor.dicom.part10 import FileMeta, encode_file_meta
 
-__all__ = ["SPOOL_ERROR", "SpoolSettings", "install"]
+__all__ = ["SPOOL_ERROR", "SpoolSettings", "SpooledStore", "install"]
 
 LOGGER = logging.getLogger("xvactor.spool")
 
@@ -46,12 +53,26 @@ SPOOL_ERROR = "_xv_spool_error"
 
 
 @dataclass(frozen=True)
+class SpooledStore:
+    """A complete C-STORE-RQ whose dataset is spooled (or failed to spool)."""
+
+    context_id: int
+    message_id: int
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    path: Path | None
+    error: BaseException | None
+
+
+@dataclass(frozen=True)
 class SpoolSettings:
-    """Where datasets are spooled and what our File Meta says."""
+    """Where datasets are spooled, what our File Meta says, who answers C-STOREs."""
 
     directory: Path
     implementation_class_uid: str
     implementation_version_name: str
+    on_store: Callable[[Association, SpooledStore], None] | None = None
 
 
 def _open_spool(message: DIMSEMessage, assoc: Association, settings: SpoolSettings) -> None:
@@ -122,6 +143,23 @@ def _decode(
     return False
 
 
+def _spooled(message: DIMSEMessage, assoc: Association) -> SpooledStore:
+    command = message.command_set
+    context_id = cast(int, message.context_id)
+    spool = cast("BinaryIO | None", message._data_set_file)
+    if spool is not None:
+        spool.close()
+    return SpooledStore(
+        context_id=context_id,
+        message_id=int(command.MessageID),
+        sop_class_uid=str(command.AffectedSOPClassUID),
+        sop_instance_uid=str(command.AffectedSOPInstanceUID),
+        transfer_syntax_uid=str(assoc._accepted_cx[context_id].transfer_syntax[0]),
+        path=cast("Path | None", message._data_set_path),
+        error=getattr(message, SPOOL_ERROR, None),
+    )
+
+
 def _receive_primitive(assoc: Association, settings: SpoolSettings, primitive: P_DATA) -> None:
     """``DIMSEServiceProvider.receive_primitive`` over ``_decode``."""
     dimse = assoc.dimse
@@ -131,6 +169,10 @@ def _receive_primitive(assoc: Association, settings: SpoolSettings, primitive: P
     if not _decode(message, primitive, assoc, settings):
         return
     evt.trigger(assoc, evt.EVT_DIMSE_RECV, {"message": message})
+    if settings.on_store is not None and isinstance(message, C_STORE_RQ):
+        dimse.message = None
+        settings.on_store(assoc, _spooled(message, assoc))
+        return
     context_id = cast(int, message.context_id)
     try:
         request: Any = message.message_to_primitive()
