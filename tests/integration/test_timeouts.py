@@ -68,3 +68,39 @@ def test_stall_mid_dataset_dropped_after_idle_timeout_and_nothing_kept(make_node
     assert elapsed < 5
     assert handle.catalog_rows("SELECT COUNT(*) FROM instances") == [(0,)]
     assert list(handle.data_dir.rglob("*.dcm")) == []
+
+
+def test_c_store_without_a_dataset_is_refused_with_a_status(make_node: Any) -> None:
+    """A C-STORE-RQ whose Command Data Set Type says "no dataset" (PS3.7 9.3.1.1)."""
+    handle = make_node()
+    ae = AE(ae_title="NODATA")
+    ae.add_requested_context(CT, [ExplicitVRLittleEndian])
+    assoc = ae.associate(handle.host, handle.port, ae_title=handle.ae_title)
+    assert assoc.is_established
+    request = C_STORE()
+    request.MessageID = 5
+    request.AffectedSOPClassUID = CT
+    request.AffectedSOPInstanceUID = "1.2.3.4"
+    request.Priority = 2
+    message = C_STORE_RQ()
+    message.primitive_to_message(request)
+    assert message.command_set.CommandDataSetType == 0x0101
+    context_id = assoc.accepted_contexts[0].context_id
+    raw = assoc.dul.socket
+    assert raw is not None and raw.socket is not None
+    # Pause the requestor's reactor, as pynetdicom's send_* methods do, so that the
+    # response waits for get_msg instead of being taken as unexpected.
+    assoc._reactor_checkpoint.clear()
+    while not assoc._is_paused:
+        time.sleep(0.001)
+    for primitive in message.encode_msg(context_id, 16384):
+        pdu = P_DATA_TF()
+        pdu.from_primitive(primitive)
+        raw.socket.sendall(pdu.encode())
+    _, response = assoc.dimse.get_msg(block=True)
+    assoc._reactor_checkpoint.set()
+    assoc.release()
+    assert response is not None
+    assert response.Status == 0xC000
+    assert response.ErrorComment == "C-STORE-RQ without a dataset"
+    assert handle.catalog_rows("SELECT COUNT(*) FROM instances") == [(0,)]
