@@ -160,7 +160,7 @@ def test_sigterm_mid_transfer_loses_no_acknowledged_instance(tmp_path: Path) -> 
         )
         # Stop the node once some instances have landed, while the sender is still going.
         deadline = time.monotonic() + 60
-        while len(list(data.rglob("*.dcm"))) < 20 and time.monotonic() < deadline:
+        while len(list(data.glob("studies/*/*/*.dcm"))) < 20 and time.monotonic() < deadline:
             time.sleep(0.01)
         node.send_signal(signal.SIGTERM)
         _, node_err = node.communicate(timeout=60)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -249,14 +250,30 @@ class InboundServer:
 
     def _on_spooled_store(self, assoc: Association, request: SpooledStore) -> None:
         """The C-STORE fast path, on the DUL thread: store, then answer (PS3.7 9.3.1)."""
-        idle_timer = assoc.dul._idle_timer
-        idle_timer.stop()  # a slow disk is not an idle peer
+        with self._in_flight_request():  # a draining stop waits until the answer is queued
+            idle_timer = assoc.dul._idle_timer
+            idle_timer.stop()  # a slow disk is not an idle peer
+            try:
+                reply = self._store(assoc, request)
+            finally:
+                idle_timer.restart()
+                if request.path is not None:
+                    request.path.unlink(missing_ok=True)  # filed by now, or discarded
+            self._answer(assoc, request, reply)
+
+    @contextmanager
+    def _in_flight_request(self) -> Iterator[None]:
+        with self._idle:
+            self._in_flight += 1
         try:
-            reply = self._store(assoc, request)
+            yield
         finally:
-            idle_timer.restart()
-            if request.path is not None:
-                request.path.unlink(missing_ok=True)  # filed by now, or discarded
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def _answer(self, assoc: Association, request: SpooledStore, reply: StatusReply) -> None:
+        """Queue the C-STORE-RSP; the DUL sends it before anything queued later."""
         response = P_DATA()
         # pynetdicom checks for [id, pdv] lists at run time (its annotation says tuples).
         response.presentation_data_value_list = [
@@ -278,14 +295,8 @@ class InboundServer:
     def _store(self, assoc: Association, request: SpooledStore) -> StatusReply:
         """Store one spooled instance; every outcome becomes a status here."""
         log = self._log_for(assoc)
-        with self._idle:
-            self._in_flight += 1
-        try:
+        with self._in_flight_request():
             reply = self._ask_storage(assoc, request)
-        finally:
-            with self._idle:
-                self._in_flight -= 1
-                self._idle.notify_all()
         with log.counts_lock:
             if reply.status == 0x0000 or reply.status >> 12 == 0xB:
                 log.stored += 1
