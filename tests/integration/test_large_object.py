@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +12,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from xvactor.dicom.part10 import dataset_offset
 from xvactor.testing.datasets import make_dataset
 from xvactor.testing.dcmtk import run_tool
-from xvactor.testing.net import free_port, wait_for_port
-from xvactor.testing.procs import peak_rss_mb, wait_for_children
+from xvactor.testing.procs import ServeProcess, peak_rss_mb
 
 pytestmark = pytest.mark.dcmtk
 
@@ -54,30 +50,15 @@ def dataset_digest(path: Path) -> str:
 def test_300_mb_instance_with_flat_memory(tmp_path: Path) -> None:
     source = tmp_path / "large.dcm"
     sop_instance_uid, digest = write_large_file(source)
-    port = free_port()
     data = tmp_path / "data"
-    node = subprocess.Popen(
-        [sys.executable, "-m", "xvactor", "serve", "--port", str(port), "--aet", "NODE",
-         "--data-dir", str(data)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        wait_for_port("127.0.0.1", port, timeout=30)
-        wait_for_children(node.pid, 2)  # the node's two receive workers
-        baseline = peak_rss_mb(node.pid)
+    with ServeProcess(data) as node:
+        baseline = peak_rss_mb(node.pid)  # the node and its two receive workers
         sent = run_tool(
-            "storescu", "-aec", "NODE", "-xe", "127.0.0.1", str(port), str(source), timeout=240
-        )
+            "storescu", "-aec", "NODE", "-xe", "127.0.0.1", str(node.port), str(source),
+            timeout=240,
+        )  # fmt: skip
         assert sent.returncode == 0, sent.stderr
         peak = peak_rss_mb(node.pid)
-        node.send_signal(signal.SIGTERM)
-        node.communicate(timeout=60)
-    finally:
-        if node.poll() is None:
-            node.kill()
-            node.communicate()
     stored = list(data.rglob(f"{sop_instance_uid}.dcm"))
     assert len(stored) == 1
     assert dataset_digest(stored[0]) == digest

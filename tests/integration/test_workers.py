@@ -6,7 +6,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,42 +16,21 @@ from pydicom.uid import ExplicitVRLittleEndian
 from xvactor.dicom.echo import echo
 from xvactor.testing.datasets import make_dataset, write_in_transfer_syntax
 from xvactor.testing.dcmtk import dcmtk_env, require_tool
-from xvactor.testing.net import free_port, wait_for_port
-from xvactor.testing.procs import children, wait_for_children
+from xvactor.testing.net import wait_for_port
+from xvactor.testing.procs import ServeProcess, children
 
 pytestmark = pytest.mark.dcmtk
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
-    port = free_port()
-    data = tmp_path / "data"
-    node = subprocess.Popen(
-        [sys.executable, "-m", "xvactor", "serve", "--port", str(port), "--aet", "NODE",
-         "--data-dir", str(data)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        wait_for_port("127.0.0.1", port, timeout=30)
-        wait_for_children(node.pid, 2)
-        yield node, port, data
-    finally:
-        if node.poll() is None:
-            node.send_signal(signal.SIGTERM)
-        try:
-            node.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.communicate()
+def serve(tmp_path: Path) -> Iterator[ServeProcess]:
+    with ServeProcess(tmp_path / "data") as node:
+        yield node
 
 
-def test_four_concurrent_senders_all_stored(
-    serve: tuple[subprocess.Popen[str], int, Path], tmp_path: Path
-) -> None:
-    node, port, data = serve
-    assert len(children(node.pid)) == 2
+def test_four_concurrent_senders_all_stored(serve: ServeProcess, tmp_path: Path) -> None:
+    port, data = serve.port, serve.data_dir
+    assert len(children(serve.pid)) == 2
     batches = []
     for sender in range(4):
         files = []
@@ -79,16 +57,14 @@ def test_four_concurrent_senders_all_stored(
     assert len(list((data / "studies").rglob("*.dcm"))) == 160
 
 
-def test_killed_worker_is_replaced_and_the_node_keeps_serving(
-    serve: tuple[subprocess.Popen[str], int, Path],
-) -> None:
-    node, port, _ = serve
-    before = children(node.pid)
+def test_killed_worker_is_replaced_and_the_node_keeps_serving(serve: ServeProcess) -> None:
+    port = serve.port
+    before = children(serve.pid)
     os.kill(before[0], signal.SIGKILL)
     deadline = time.monotonic() + 60
     after: list[int] = []
     while time.monotonic() < deadline:
-        after = children(node.pid)
+        after = children(serve.pid)
         if len(after) == 2 and not set(after) & set(before):
             break
         time.sleep(0.05)
@@ -96,7 +72,6 @@ def test_killed_worker_is_replaced_and_the_node_keeps_serving(
     assert not set(after) & set(before), "both workers are restarted with the receivers actor"
     wait_for_port("127.0.0.1", port, timeout=30)
     assert echo("127.0.0.1", port, called_ae_title="NODE").ok
-    node.send_signal(signal.SIGTERM)
-    _, stderr = node.communicate(timeout=60)
-    assert node.returncode == 0, stderr
+    stderr = serve.stop()
+    assert serve.returncode == 0, stderr
     assert "exited with status -9" in stderr

@@ -1,11 +1,23 @@
-"""Looking at a node's processes from a test: its receive workers and their memory."""
+"""A node as a process, from a test: start it, look at its receive workers, stop it."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Self
 
-__all__ = ["children", "peak_rss_mb", "process_tree", "wait_for_children"]
+from xvactor.testing.net import free_port, wait_for_port
+
+__all__ = [
+    "ServeProcess",
+    "children",
+    "peak_rss_mb",
+    "process_tree",
+    "wait_for_children",
+]
 
 
 def children(pid: int) -> list[int]:
@@ -43,3 +55,68 @@ def peak_rss_mb(pid: int) -> dict[int, float]:
             if line.startswith("VmHWM:"):
                 peaks[member] = int(line.split()[1]) / 1024
     return peaks
+
+
+class ServeProcess:
+    """``xvactor serve`` as a user runs it: ready on entry, stopped (SIGTERM) on exit.
+
+    Ready means the port accepts connections and the receive workers run.  ``stop()``
+    returns the node's stderr (its log) and leaves its exit status in ``returncode``.
+    """
+
+    def __init__(self, data_dir: Path, *, ae_title: str = "NODE", workers: int = 2) -> None:
+        self.data_dir = data_dir
+        self.ae_title = ae_title
+        self.workers = workers
+        self.port = free_port()
+        self.returncode: int | None = None
+        self._process: subprocess.Popen[str] | None = None
+
+    @property
+    def pid(self) -> int:
+        """The node's process id."""
+        return self.process.pid
+
+    @property
+    def process(self) -> subprocess.Popen[str]:
+        """The running node."""
+        if self._process is None:
+            raise RuntimeError("not started")
+        return self._process
+
+    def __enter__(self) -> Self:
+        command = [
+            sys.executable, "-m", "xvactor", "serve", "--port", str(self.port),
+            "--aet", self.ae_title, "--data-dir", str(self.data_dir),
+        ]  # fmt: skip
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            wait_for_port("127.0.0.1", self.port, timeout=60, check=self._alive)
+            wait_for_children(self.pid, self.workers)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _alive(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"xvactor serve exited with status {self.process.returncode}")
+
+    def stop(self, signum: signal.Signals = signal.SIGTERM, timeout: float = 60.0) -> str:
+        """Signal the node, wait for it, return its stderr."""
+        process = self.process
+        if process.poll() is None:
+            process.send_signal(signum)
+        try:
+            _, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
+        self.returncode = process.returncode
+        return stderr
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._process is not None and self.returncode is None:
+            self.stop()
