@@ -61,7 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     except OSError as exc:
-        print(f"xvactor: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        print(f"xvactor: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as exc:  # the last boundary before the user: one line, no traceback
         logging.getLogger("xvactor").debug("fatal", exc_info=True)
@@ -74,7 +74,8 @@ def _one_line(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     if isinstance(exc, OSError):
-        return f"cannot start: {exc.strerror or exc}"
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"cannot start: {exc.strerror or exc}{where}"
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text
 
