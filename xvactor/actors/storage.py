@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, assert_never
 
+import anyio
 import msgspec
 
 from xvactor.actors.catalog import CatalogInbox, index
@@ -31,7 +32,7 @@ from xvactor.config import DuplicatePolicy
 from xvactor.dicom.part10 import dataset_offset, fsync_directory, read_header
 from xvactor.dicom.records import InstanceRecord, record_from_header
 from xvactor.dicom.status import CannotUnderstand, DuplicateInstance, OutOfResources
-from xvactor.runtime import Actor, ActorRef, Limiters, Message, run_blocking
+from xvactor.runtime import Actor, ActorRef, AskTimeout, Limiters, Message, run_blocking
 
 __all__ = [
     "SPOOL_DIR",
@@ -128,9 +129,14 @@ class StorageActor(Actor[StorageInbox]):
             indexed = await index(
                 self._catalog, record, replace=replace, timeout=settings.catalog_timeout
             )
+        except AskTimeout:
+            # The commit may still land: keep the file, so no row ever lacks its file.  If
+            # it does not land, the file is an unindexed complete copy that a retry indexes.
+            raise
         except BaseException:
             if filed.linked:
-                await run_blocking(self._limiters, "disk", self._unlink, record.path)
+                with anyio.CancelScope(shield=True):
+                    await run_blocking(self._limiters, "disk", self._unlink, record.path)
             raise
         if indexed.written:
             if indexed.previous_path and indexed.previous_path != record.path:

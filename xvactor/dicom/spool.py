@@ -75,6 +75,11 @@ class SpoolSettings:
     on_store: Callable[[Association, SpooledStore], None] | None = None
 
 
+def _create(path: Path) -> BinaryIO:
+    """Create a spool file (a seam: tests put a full disk here)."""
+    return path.open("xb")
+
+
 def _open_spool(message: DIMSEMessage, assoc: Association, settings: SpoolSettings) -> None:
     """Create the spool file for a C-STORE-RQ whose command set just completed."""
     command = message.command_set
@@ -89,7 +94,7 @@ def _open_spool(message: DIMSEMessage, assoc: Association, settings: SpoolSettin
     )
     path = settings.directory / f"{uuid.uuid4().hex}.dcm"
     try:
-        spool = path.open("xb")
+        spool = _create(path)
         spool.write(encode_file_meta(meta))
     except (OSError, UnicodeEncodeError) as exc:
         _fail(message, exc)

@@ -1,0 +1,78 @@
+"""Resources failing under a C-STORE: a full disk, a stalled catalog."""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pytest
+
+import xvactor.actors.catalog as catalog_module
+import xvactor.dicom.spool as spool_module
+from tests.integration.helpers import stored_path
+from tests.integration.test_store_status import instance_count, leftovers, send
+from xvactor.catalog.sqlite import write_batch
+from xvactor.testing.datasets import make_dataset
+
+
+class _FillsUp:
+    """A file whose disk fills after ``room`` bytes."""
+
+    def __init__(self, path: Path, room: int) -> None:
+        self._file: BinaryIO = path.open("xb")
+        self._room = room
+        self.name = self._file.name
+
+    def write(self, data: bytes) -> int:
+        if len(data) > self._room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self._room -= len(data)
+        return self._file.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
+def test_disk_full_while_spooling_answers_a700_and_keeps_the_association(
+    make_node: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = make_node()
+    monkeypatch.setattr(spool_module, "_create", lambda path: _FillsUp(path, 4096))
+    status = send(handle, make_dataset(rows=128, columns=128))
+    assert status.Status == 0xA700
+    assert status.ErrorComment == "Out of disk space"
+    assert instance_count(handle) == 0
+    assert leftovers(handle) == []
+    # Space again: the node stores as before.
+    monkeypatch.undo()
+    ds = make_dataset()
+    assert send(handle, ds).Status == 0x0000
+    assert stored_path(handle, ds).is_file()
+
+
+def test_stalled_catalog_answers_a700_and_never_leaves_a_row_without_its_file(
+    make_node: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+
+    def stalled_write_batch(conn, batch):  # type: ignore[no-untyped-def]
+        release.wait(timeout=30)
+        return write_batch(conn, batch)
+
+    monkeypatch.setattr(catalog_module, "write_batch", stalled_write_batch)
+    handle = make_node(timeouts={"store": 1.0})
+    ds = make_dataset()
+    status = send(handle, ds)
+    assert status.Status == 0xA700
+    release.set()
+    deadline = time.monotonic() + 10
+    while instance_count(handle) == 0:
+        assert time.monotonic() < deadline, "the stalled commit never landed"
+        time.sleep(0.02)
+    # The commit landed after the peer was told to retry: its row and file are both there.
+    (path,) = handle.catalog_rows("SELECT path FROM instances")[0]
+    assert (handle.data_dir / str(path)).is_file()
+    assert stored_path(handle, ds).is_file()
