@@ -12,6 +12,7 @@ The key names ``[[listeners]]`` (``host``, ``port``) and ``[[destinations]]`` (`
 from __future__ import annotations
 
 import enum
+import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import msgspec
 
 __all__ = [
     "DEFAULT_IMPLEMENTATION_CLASS_UID",
+    "Client",
     "ConfigError",
     "Destination",
     "DuplicatePolicy",
@@ -31,7 +33,9 @@ __all__ = [
     "NodeConfig",
     "Overrides",
     "Reactor",
+    "Service",
     "Timeouts",
+    "Tls",
     "load_config",
 ]
 
@@ -73,11 +77,48 @@ class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     pass
 
 
+class Service(enum.StrEnum):
+    """What an accepted client may ask for (the permissions of the conformance target)."""
+
+    ECHO = "echo"
+    STORE = "store"
+    QUERY = "query"
+    """Q/R FIND and Modality Worklist FIND."""
+    RETRIEVE = "retrieve"
+    """Q/R MOVE and GET."""
+    COMMITMENT = "commitment"
+    PRINT = "print"
+
+
+class Tls(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """TLS for a listener (server side) or a destination (client side); paths to PEM files."""
+
+    cert: str
+    key: str
+    ca: str = ""
+    """CA bundle to verify the peer's certificate with."""
+    require_client_cert: bool = False
+    """Listener only: refuse peers without a certificate signed by ``ca``."""
+    min_version: str = "1.2"
+    """Lowest TLS version accepted: "1.2" or "1.3"."""
+
+
 class Listener(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One listen address (a PS3.15 Annex H network connection)."""
 
     host: str = "0.0.0.0"  # noqa: S104 - a DICOM node listens on all interfaces by default
     port: int = 11112
+    tls: Tls | None = None
+
+
+class Client(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """An accepted client: anonymous (neither key), address only, AE only, or definitive."""
+
+    name: str
+    ae_title: str | None = None
+    address: str | None = None
+    """An IP address or a CIDR network."""
+    allow: tuple[Service, ...] = (Service.ECHO, Service.STORE)
 
 
 class Destination(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -87,6 +128,7 @@ class Destination(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     ae_title: str
     host: str
     port: int
+    tls: Tls | None = None
 
 
 class Timeouts(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -116,6 +158,11 @@ class NodeConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     data_dir: str = "./xvactor-data"
     listeners: tuple[Listener, ...] = (Listener(),)
     destinations: tuple[Destination, ...] = ()
+    clients: tuple[Client, ...] = (Client(name="anonymous"),)
+    """Accepted clients.  The default: anyone may echo and store, as established archives
+    do; query and retrieve need a definition."""
+    check_called_ae_title: bool = True
+    """Reject associations whose called AE title is not ours (false: accept any)."""
     max_pdu: int = 262144
     implementation_class_uid: str = DEFAULT_IMPLEMENTATION_CLASS_UID
     implementation_version_name: str = "XVACTOR_010"
@@ -170,6 +217,37 @@ def _explain(error: msgspec.ValidationError) -> str:
     return message
 
 
+def _check_clients(config: NodeConfig) -> list[str]:
+    problems: list[str] = []
+    names: set[str] = set()
+    for index, client in enumerate(config.clients):
+        where = f"clients[{index}]"
+        if client.name in names:
+            problems.append(f"{where}.name: {client.name!r} is used twice")
+        names.add(client.name)
+        if client.ae_title is not None and not _AE_TITLE.match(client.ae_title):
+            problems.append(f"{where}.ae_title: not a valid AE title")
+        if client.address is not None:
+            try:
+                ipaddress.ip_network(client.address, strict=False)
+            except ValueError:
+                problems.append(f"{where}.address: {client.address!r} is not an IP or network")
+    return problems
+
+
+def _check_tls(config: NodeConfig) -> list[str]:
+    problems: list[str] = []
+    for where, tls in [
+        *((f"listeners[{i}].tls", item.tls) for i, item in enumerate(config.listeners)),
+        *((f"destinations[{i}].tls", item.tls) for i, item in enumerate(config.destinations)),
+    ]:
+        if tls is not None and tls.min_version not in ("1.2", "1.3"):
+            problems.append(f'{where}.min_version: must be "1.2" or "1.3"')
+        if tls is not None and tls.require_client_cert and not tls.ca:
+            problems.append(f"{where}.ca: needed to verify client certificates")
+    return problems
+
+
 def _check(config: NodeConfig) -> None:
     """Semantic checks msgspec's types cannot express."""
     problems: list[str] = []
@@ -193,6 +271,7 @@ def _check(config: NodeConfig) -> None:
             problems.append(f"destinations[{index}].ae_title: not a valid AE title")
         if not 1 <= destination.port <= 65535:
             problems.append(f"destinations[{index}].port: {destination.port} is not a TCP port")
+    problems += _check_clients(config) + _check_tls(config)
     if config.max_pdu != 0 and not 4096 <= config.max_pdu <= 2**32 - 1:
         problems.append("max_pdu: must be 0 (unlimited) or 4096..4294967295")
     if config.max_associations < 1:
