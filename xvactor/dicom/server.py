@@ -27,7 +27,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from xvactor.actors.storage import InstanceStored, StorageInbox, StoreInstance
 from xvactor.config import NodeConfig, Reactor
-from xvactor.dicom import reactor, spool
+from xvactor.dicom import access, reactor, spool
 from xvactor.dicom.commands import encode_c_store_rsp, pdv_command_last
 from xvactor.dicom.contexts import (
     SERVICE_TRANSFER_SYNTAXES,
@@ -60,7 +60,7 @@ def build_ae(config: NodeConfig) -> AE:
     ae.acse_timeout = config.timeouts.acse
     ae.dimse_timeout = config.timeouts.dimse
     ae.network_timeout = config.timeouts.idle
-    ae.require_called_aet = True
+    ae.require_called_aet = config.check_called_ae_title
     ae.add_supported_context(VERIFICATION, list(SERVICE_TRANSFER_SYNTAXES))
     for sop_class in STORAGE_SOP_CLASSES:
         ae.add_supported_context(sop_class, list(STORAGE_TRANSFER_SYNTAXES))
@@ -75,15 +75,17 @@ class _AssociationLog:
     calling: str = "?"
     called: str = "?"
     outcome: str = "connected"
+    decision: str = ""
     echoes: int = 0
     stored: int = 0
     failed: int = 0
     counts_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def line(self) -> str:
+        why = f" ({self.decision})" if self.decision else ""
         return (
             f"association {self.calling}@{self.peer} -> {self.called}: {self.outcome}; "
-            f"{self.echoes} echo, {self.stored} stored, {self.failed} failed"
+            f"{self.echoes} echo, {self.stored} stored, {self.failed} failed{why}"
         )
 
 
@@ -125,6 +127,7 @@ class InboundServer:
     def _handlers(self) -> list[evt.EventHandlerType]:
         return [
             (evt.EVT_CONN_OPEN, self._on_conn_open),
+            (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_CONN_CLOSE, self._on_conn_close),
             (evt.EVT_ACCEPTED, self._on_outcome("accepted")),
             (evt.EVT_REJECTED, self._on_outcome("rejected")),
@@ -202,6 +205,28 @@ class InboundServer:
         if transport is not None and transport.socket is not None:
             set_nodelay(transport.socket)
         self._log_for(event.assoc)
+
+    def _on_requested(self, event: evt.Event) -> None:
+        """Apply the accepted clients: reject the unknown, narrow the contexts of the rest."""
+        assoc = event.assoc
+        request = assoc.requestor.primitive  # the A-ASSOCIATE-RQ: negotiation has not run yet
+        calling = str(request.calling_ae_title if request is not None else "").strip()
+        address = str(assoc.requestor.address)
+        log = self._log_for(assoc)
+        log.calling = calling
+        client = access.match_client(self._config.clients, calling, address)
+        if client is None:
+            log.decision = "no accepted-client definition"
+            # PS3.8 7.1.1.9: rejected-permanent (1), service-user (1), calling AE not
+            # recognized (3); then as pynetdicom's own rejections do.
+            assoc.acse.send_reject(0x01, 0x01, 0x03)
+            evt.trigger(assoc, evt.EVT_REJECTED, {})
+            assoc.kill()
+            return
+        log.decision = f"client {client.name!r} may {'/'.join(client.allow) or 'nothing'}"
+        assoc.acceptor.supported_contexts = access.permitted_contexts(
+            assoc.acceptor.supported_contexts, client.allow
+        )
 
     def _on_outcome(self, outcome: str) -> Callable[[evt.Event], None]:
         def handler(event: evt.Event) -> None:
