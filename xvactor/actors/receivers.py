@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import select
 import shutil
@@ -125,10 +124,8 @@ class ReceiversActor(Actor[ReceiversInbox]):
         for listener in config.listeners:
             self._sockets.append(_bind(listener.host, listener.port))
         count = config.receive_processes
-        share = msgspec.structs.replace(
-            config, max_associations=math.ceil(config.max_associations / count)
-        )
-        env = {**os.environ, WORKER_CONFIG_ENV: msgspec.json.encode(share).decode()}
+        # Workers share max_associations exactly through lock files (xvactor.dicom.slots).
+        env = {**os.environ, WORKER_CONFIG_ENV: msgspec.json.encode(config).decode()}
         fds = [sock.fileno() for sock in self._sockets]
         for index in range(count):
             self._workers.append(self._spawn(index, fds, env))

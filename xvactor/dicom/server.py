@@ -35,11 +35,14 @@ from xvactor.dicom.contexts import (
     STORAGE_TRANSFER_SYNTAXES,
     VERIFICATION,
 )
+from xvactor.dicom.slots import AssociationSlots
 from xvactor.dicom.spool import SpooledStore
 from xvactor.dicom.status import CannotUnderstand, OutOfResources, StatusReply, status_for
 from xvactor.runtime import ActorRef, LoopBridge
 
-__all__ = ["InboundServer", "build_ae", "set_nodelay"]
+__all__ = ["SLOTS_DIR", "InboundServer", "build_ae", "set_nodelay"]
+
+SLOTS_DIR = ".slots"
 
 LOGGER = logging.getLogger("xvactor.association")
 
@@ -55,7 +58,9 @@ def build_ae(config: NodeConfig) -> AE:
     ae.implementation_class_uid = config.implementation_class_uid
     ae.implementation_version_name = config.implementation_version_name
     ae.maximum_pdu_size = config.max_pdu
-    ae.maximum_associations = config.max_associations
+    # The node-wide limit is enforced exactly by xvactor.dicom.slots; pynetdicom's own
+    # per-process count includes association threads still finishing, so it must not bind.
+    ae.maximum_associations = 4 * config.max_associations + 16
     ae.connection_timeout = config.timeouts.connect
     ae.acse_timeout = config.timeouts.acse
     ae.dimse_timeout = config.timeouts.dimse
@@ -76,6 +81,7 @@ class _AssociationLog:
     called: str = "?"
     outcome: str = "connected"
     decision: str = ""
+    slot: int | None = None
     echoes: int = 0
     stored: int = 0
     failed: int = 0
@@ -111,6 +117,9 @@ class InboundServer:
             implementation_class_uid=config.implementation_class_uid,
             implementation_version_name=config.implementation_version_name,
             on_store=self._on_spooled_store,
+        )
+        self._slots = AssociationSlots(
+            config.data_path.resolve() / SLOTS_DIR, config.max_associations
         )
         self._servers: list[ThreadedAssociationServer] = []
         self._logs: dict[int, _AssociationLog] = {}
@@ -184,6 +193,7 @@ class InboundServer:
             for assoc in list(server.active_associations):
                 assoc.abort()
         self._servers.clear()
+        self._slots.close()
 
     # --- event handlers: run on pynetdicom's threads -------------------------------------
 
@@ -223,6 +233,15 @@ class InboundServer:
             evt.trigger(assoc, evt.EVT_REJECTED, {})
             assoc.kill()
             return
+        log.slot = self._slots.acquire()
+        if log.slot is None:
+            log.decision = f"max_associations ({self._config.max_associations}) reached"
+            # PS3.8 7.1.1.9: rejected-transient (2), service-provider presentation (3),
+            # local-limit-exceeded (2): the peer may try again later.
+            assoc.acse.send_reject(0x02, 0x03, 0x02)
+            evt.trigger(assoc, evt.EVT_REJECTED, {})
+            assoc.kill()
+            return
         log.decision = f"client {client.name!r} may {'/'.join(client.allow) or 'nothing'}"
         assoc.acceptor.supported_contexts = access.permitted_contexts(
             assoc.acceptor.supported_contexts, client.allow
@@ -243,11 +262,14 @@ class InboundServer:
         _discard_partial_dataset(event.assoc)
 
     def _on_finished(self, assoc: Association) -> None:
-        """The association's thread ends: log what it did, once."""
+        """The association's thread ends: free its slot, log what it did, once."""
         with self._logs_lock:
             log = self._logs.pop(id(assoc), None)
-        if log is not None:
-            LOGGER.info(log.line())
+        if log is None:
+            return
+        if log.slot is not None:
+            self._slots.release(log.slot)
+        LOGGER.info(log.line())
 
     def _on_c_echo(self, event: evt.Event) -> int:
         log = self._log_for(event.assoc)

@@ -64,10 +64,14 @@ class ServeProcess:
     returns the node's stderr (its log) and leaves its exit status in ``returncode``.
     """
 
-    def __init__(self, data_dir: Path, *, ae_title: str = "NODE", workers: int = 2) -> None:
+    def __init__(
+        self, data_dir: Path, *, ae_title: str = "NODE", workers: int = 2, config: str = ""
+    ) -> None:
         self.data_dir = data_dir
         self.ae_title = ae_title
         self.workers = workers
+        self.config = config
+        """Extra top-level TOML for the node's configuration file."""
         self.port = free_port()
         self.returncode: int | None = None
         self._process: subprocess.Popen[str] | None = None
@@ -85,9 +89,12 @@ class ServeProcess:
         return self._process
 
     def __enter__(self) -> Self:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir.parent / f"{self.data_dir.name}.toml"
+        config.write_text(f"receive_processes = {self.workers}\n{self.config}\n")
         command = [
-            sys.executable, "-m", "xvactor", "serve", "--port", str(self.port),
-            "--aet", self.ae_title, "--data-dir", str(self.data_dir),
+            sys.executable, "-m", "xvactor", "serve", "--config", str(config),
+            "--port", str(self.port), "--aet", self.ae_title, "--data-dir", str(self.data_dir),
         ]  # fmt: skip
         self._process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
