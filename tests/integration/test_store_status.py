@@ -44,11 +44,12 @@ def instance_count(handle: NodeHandle) -> int:
 
 
 def leftovers(handle: NodeHandle) -> list[Path]:
-    """Files in the data directory other than the catalog's."""
+    """Instance data left in the data directory: spooled or filed files."""
     return [
         p
-        for p in handle.data_dir.rglob("*")
-        if p.is_file() and not p.name.startswith("catalog.sqlite")
+        for directory in (".spool", "studies")
+        for p in (handle.data_dir / directory).rglob("*")
+        if p.is_file()
     ]
 
 
