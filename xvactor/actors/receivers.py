@@ -32,6 +32,7 @@ import msgspec
 from xvactor.actors.listener import GetAddresses, ListenerAddresses
 from xvactor.actors.storage import SPOOL_DIR
 from xvactor.config import NodeConfig
+from xvactor.dicom import tls
 from xvactor.runtime import Actor, ActorRef, Limiters, LoopBridge, Message, run_blocking
 
 __all__ = ["WORKER_CONFIG_ENV", "ReceiversActor", "ReceiversInbox", "WorkerExited"]
@@ -122,6 +123,8 @@ class ReceiversActor(Actor[ReceiversInbox]):
             shutil.rmtree(spool)  # unacknowledged leftovers of an earlier run
         spool.mkdir(parents=True)
         for listener in config.listeners:
+            if listener.tls is not None:
+                tls.server_context(listener.tls)  # a bad file fails here, in one line
             self._sockets.append(_bind(listener.host, listener.port))
         count = config.receive_processes
         # Workers share max_associations exactly through lock files (xvactor.dicom.slots).

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
@@ -27,7 +29,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from xvactor.actors.storage import InstanceStored, StorageInbox, StoreInstance
 from xvactor.config import NodeConfig, Reactor
-from xvactor.dicom import access, reactor, spool
+from xvactor.dicom import access, reactor, spool, tls
 from xvactor.dicom.commands import encode_c_store_rsp, pdv_command_last
 from xvactor.dicom.contexts import (
     SERVICE_TRANSFER_SYNTAXES,
@@ -150,28 +152,31 @@ class InboundServer:
         """Bind every listener (or adopt the given sockets) and serve.
 
         Blocking: run on a worker thread.
+
+        Raises
+        ------
+        TlsConfigError
+            A listener's certificate, key or CA cannot be used (one-line message).
         """
+        listeners = self._config.listeners
+        adopted: Sequence[socket.socket | None] = self._sockets or [None] * len(listeners)
         try:
-            if self._sockets:
-                for sock in self._sockets:
-                    self._servers.append(self._adopt(sock))
-                return
-            for listener in self._config.listeners:
-                server = self._ae.start_server(
-                    (listener.host, listener.port), block=False, evt_handlers=self._handlers()
-                )
-                if server is not None:  # None only when block=True
-                    self._servers.append(server)
+            for listener, sock in zip(listeners, adopted, strict=True):
+                context = tls.server_context(listener.tls) if listener.tls else None
+                self._servers.append(self._serve(listener.host, listener.port, sock, context))
         except BaseException:
             self.stop(drain_timeout=0.0)
             raise
 
-    def _adopt(self, sock: socket.socket) -> ThreadedAssociationServer:
-        """Serve on a listening socket bound by another process (a receive worker)."""
+    def _serve(
+        self, host: str, port: int, sock: socket.socket | None, context: ssl.SSLContext | None
+    ) -> ThreadedAssociationServer:
+        address = sock.getsockname()[:2] if sock is not None else (host, port)
         server = self._ae.make_server(
-            sock.getsockname()[:2],
+            address,
+            ssl_context=context,
             evt_handlers=self._handlers(),
-            server_class=_adopting(sock),
+            server_class=_server_class(sock, handshake_timeout=self._config.timeouts.acse),
         )
         thread = threading.Thread(target=server.serve_forever, name="AcceptorServer")
         thread.daemon = True
@@ -383,25 +388,60 @@ class InboundServer:
         return status_for(None)
 
 
-def _adopting(sock: socket.socket) -> type[ThreadedAssociationServer]:
-    """A server class that takes over ``sock`` instead of binding its own.
+def _server_class(
+    adopt: socket.socket | None, *, handshake_timeout: float
+) -> type[ThreadedAssociationServer]:
+    """pynetdicom's threaded server, changed where a node needs it.
 
-    Several worker processes accept on the same listening socket; it is non-blocking so
-    a process that loses the race for a connection returns to its loop at once.
+    * With ``adopt``, it serves on that listening socket (bound by the node's process and
+      shared by the receive workers) instead of binding its own; the socket is
+      non-blocking, so a worker that loses the race for a connection returns to its loop.
+    * With TLS, the handshake runs on the connection's own thread under
+      ``handshake_timeout``: pynetdicom handshakes inside the accept loop, where one silent
+      peer would stop the listener for everybody.  A failed handshake (a plain-TCP peer, a
+      missing or untrusted client certificate) is one log line; the listener goes on.
     """
 
-    class _AdoptingServer(ThreadedAssociationServer):
+    class _NodeServer(ThreadedAssociationServer):
         def server_bind(self) -> None:
+            if adopt is None:
+                super().server_bind()
+                return
             if self.socket is not None:
                 self.socket.close()
-            sock.setblocking(False)
-            self.socket = sock
-            self.server_address = sock.getsockname()
+            adopt.setblocking(False)
+            self.socket = adopt
+            self.server_address = adopt.getsockname()
 
         def server_activate(self) -> None:
-            """Already listening."""
+            if adopt is None:
+                super().server_activate()
 
-    return _AdoptingServer
+        def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+            client, address = cast(socket.socket, self.socket).accept()
+            if self.ssl_context is not None:
+                client = self.ssl_context.wrap_socket(
+                    client, server_side=True, do_handshake_on_connect=False
+                )
+            return client, address
+
+        def process_request_thread(self, request: Any, client_address: Any) -> None:
+            if isinstance(request, ssl.SSLSocket):
+                try:
+                    request.settimeout(handshake_timeout)
+                    request.do_handshake()
+                    request.settimeout(None)
+                except (OSError, ValueError) as exc:
+                    LOGGER.warning("TLS handshake with %s failed: %s", client_address[0], exc)
+                    self.shutdown_request(request)
+                    return
+            super().process_request_thread(request, client_address)
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            exc = sys.exc_info()[1]
+            LOGGER.warning("connection from %s failed: %s", client_address, exc)
+
+    return _NodeServer
 
 
 def _discard_partial_dataset(assoc: Association) -> None:
