@@ -119,6 +119,8 @@ class Client(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     address: str | None = None
     """An IP address or a CIDR network."""
     allow: tuple[Service, ...] = (Service.ECHO, Service.STORE)
+    anonymize: bool | None = None
+    """De-identify what this client sends; ``None`` follows the node's ``anonymize``."""
 
 
 class Destination(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -161,6 +163,9 @@ class NodeConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     clients: tuple[Client, ...] = (Client(name="anonymous"),)
     """Accepted clients.  The default: anyone may echo and store, as established archives
     do; query and retrieve need a definition."""
+    anonymize: bool = False
+    """De-identify received instances (PS3.15 Basic Profile) before they touch the disk.
+    The mappings are keyed by a secret kept in ``<data_dir>/.deidentification-secret``."""
     check_called_ae_title: bool = True
     """Reject associations whose called AE title is not ours (false: accept any)."""
     max_pdu: int = 262144

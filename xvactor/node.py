@@ -87,6 +87,7 @@ def build_node(config: NodeConfig, *, role: WorkerRole | None = None) -> Node:
         duplicate_policy=config.duplicate_policy,
         min_free_bytes=config.min_free_disk_mb * 1024 * 1024,
         catalog_timeout=config.timeouts.store,
+        deidentification=config.anonymize or any(c.anonymize for c in config.clients),
     )
     root = Supervisor(
         "root",

@@ -17,26 +17,41 @@ so a failed C-STORE leaves neither a file nor a row behind.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, assert_never
 
 import anyio
 import msgspec
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_dataset
+from pydicom.uid import UID
 
 from xvactor.actors.catalog import CatalogInbox, index
 from xvactor.config import DuplicatePolicy
-from xvactor.dicom.part10 import dataset_offset, fsync_directory, read_header
+from xvactor.dicom.anonymize import Deidentifier
+from xvactor.dicom.part10 import (
+    FileMeta,
+    dataset_offset,
+    encode_file_meta,
+    fsync_directory,
+    read_header,
+)
 from xvactor.dicom.records import InstanceRecord, record_from_header
 from xvactor.dicom.status import CannotUnderstand, DuplicateInstance, OutOfResources
 from xvactor.runtime import Actor, ActorRef, AskTimeout, Limiters, Message, run_blocking
 
 __all__ = [
+    "SECRET_FILE",
     "SPOOL_DIR",
     "STUDIES_DIR",
+    "DeidentifyAndStore",
     "InstanceStored",
     "StorageActor",
     "StorageInbox",
@@ -46,6 +61,7 @@ __all__ = [
 ]
 
 SPOOL_DIR = ".spool"
+SECRET_FILE = ".deidentification-secret"  # noqa: S105 - a file name, not a secret
 STUDIES_DIR = "studies"
 
 
@@ -53,6 +69,20 @@ class StoreInstance(Message, frozen=True, tag=True, kw_only=True):
     """Command: store the dataset a peer sent, spooled in ``source`` as a Part 10 file."""
 
     source: str
+    affected_sop_class_uid: str
+    affected_sop_instance_uid: str
+    transfer_syntax_uid: str
+    calling_ae_title: str
+
+
+class DeidentifyAndStore(Message, frozen=True, tag=True, kw_only=True):
+    """Command: de-identify a dataset received in memory, then store it (PS3.15 E.1).
+
+    The dataset never touches the disk before de-identification; the stored instance has
+    new UIDs, so the reply's ``sop_instance_uid`` differs from the affected one.
+    """
+
+    dataset: bytes
     affected_sop_class_uid: str
     affected_sop_instance_uid: str
     transfer_syntax_uid: str
@@ -67,7 +97,7 @@ class InstanceStored(Message, frozen=True, tag=True, kw_only=True):
     duplicate: bool = False
 
 
-StorageInbox = StoreInstance
+StorageInbox = StoreInstance | DeidentifyAndStore
 
 
 @dataclass(frozen=True)
@@ -82,6 +112,8 @@ class StorageSettings:
     duplicate_policy: DuplicatePolicy
     min_free_bytes: int
     catalog_timeout: float
+    deidentification: bool = False
+    """Some received instances may need de-identifying: load (or create) the secret."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +134,7 @@ class StorageActor(Actor[StorageInbox]):
         self._settings = settings
         self._catalog = catalog
         self._limiters = limiters
+        self._deidentifier: Deidentifier | None = None
 
     async def started(self) -> None:
         """Create the layout and clear the spool of unacknowledged leftovers."""
@@ -109,14 +142,60 @@ class StorageActor(Actor[StorageInbox]):
         await run_blocking(
             self._limiters, "disk", _prepare_layout, settings.data_dir, settings.spool_dir
         )
+        if settings.deidentification:
+            secret = await run_blocking(self._limiters, "disk", _secret, settings.data_dir)
+            self._deidentifier = Deidentifier(secret)
 
     async def receive(self, message: StorageInbox) -> object:
         """Dispatch one message."""
         match message:
             case StoreInstance():
                 return await self._store(message)
+            case DeidentifyAndStore():
+                spooled = await run_blocking(self._limiters, "disk", self._deidentify, message)
+                return await self._store(spooled)
             case _:
                 assert_never(message)
+
+    def _deidentify(self, message: DeidentifyAndStore) -> StoreInstance:
+        """Blocking: de-identify in memory, then write the result to the spool."""
+        if self._deidentifier is None:
+            raise OutOfResources("De-identification is not configured on this node")
+        syntax = UID(message.transfer_syntax_uid)
+        try:
+            ds = read_dataset(
+                io.BytesIO(message.dataset), syntax.is_implicit_VR, syntax.is_little_endian
+            )
+            ds.set_original_encoding(syntax.is_implicit_VR, syntax.is_little_endian)
+            self._deidentifier.apply(ds)
+            encoded = DicomBytesIO()
+            encoded.is_implicit_VR = syntax.is_implicit_VR
+            encoded.is_little_endian = syntax.is_little_endian
+            write_dataset(encoded, ds)
+        except Exception as exc:
+            raise CannotUnderstand(f"Cannot de-identify dataset: {exc}") from exc
+        sop_instance_uid = str(ds.SOPInstanceUID)
+        meta = encode_file_meta(
+            FileMeta(
+                sop_class_uid=message.affected_sop_class_uid,
+                sop_instance_uid=sop_instance_uid,
+                transfer_syntax_uid=message.transfer_syntax_uid,
+                implementation_class_uid=self._settings.implementation_class_uid,
+                implementation_version_name=self._settings.implementation_version_name,
+                source_ae_title=message.calling_ae_title,
+            )
+        )
+        path = self._settings.spool_dir / f"{uuid.uuid4().hex}.dcm"
+        with path.open("xb") as spool:
+            spool.write(meta)
+            spool.write(encoded.getvalue())
+        return StoreInstance(
+            source=str(path),
+            affected_sop_class_uid=message.affected_sop_class_uid,
+            affected_sop_instance_uid=sop_instance_uid,
+            transfer_syntax_uid=message.transfer_syntax_uid,
+            calling_ae_title=message.calling_ae_title,
+        )
 
     async def _store(self, message: StoreInstance) -> InstanceStored:
         settings = self._settings
@@ -225,6 +304,20 @@ def _make_dirs(directory: Path, root: Path) -> list[Path]:
         except FileExistsError:
             continue
     return list(reversed(missing))
+
+
+def _secret(data_dir: Path) -> bytes:
+    """The node's de-identification key: created once, kept with the data (mode 0600)."""
+    path = data_dir / SECRET_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as out:
+        out.write(os.urandom(32))
+        out.flush()
+        os.fsync(out.fileno())
+    return path.read_bytes()
 
 
 def _free_bytes(path: Path) -> int:

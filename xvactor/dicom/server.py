@@ -27,7 +27,12 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import ThreadedAssociationServer
 
-from xvactor.actors.storage import InstanceStored, StorageInbox, StoreInstance
+from xvactor.actors.storage import (
+    DeidentifyAndStore,
+    InstanceStored,
+    StorageInbox,
+    StoreInstance,
+)
 from xvactor.config import NodeConfig, Reactor
 from xvactor.dicom import access, reactor, spool, tls
 from xvactor.dicom.commands import encode_c_store_rsp, pdv_command_last
@@ -84,6 +89,7 @@ class _AssociationLog:
     outcome: str = "connected"
     decision: str = ""
     slot: int | None = None
+    anonymize: bool = False
     echoes: int = 0
     stored: int = 0
     failed: int = 0
@@ -119,6 +125,7 @@ class InboundServer:
             implementation_class_uid=config.implementation_class_uid,
             implementation_version_name=config.implementation_version_name,
             on_store=self._on_spooled_store,
+            in_memory=lambda assoc: self._log_for(assoc).anonymize,
         )
         self._slots = AssociationSlots(
             config.data_path.resolve() / SLOTS_DIR, config.max_associations
@@ -248,6 +255,9 @@ class InboundServer:
             assoc.kill()
             return
         log.decision = f"client {client.name!r} may {'/'.join(client.allow) or 'nothing'}"
+        log.anonymize = self._config.anonymize if client.anonymize is None else client.anonymize
+        if log.anonymize:
+            log.decision += ", de-identified"
         assoc.acceptor.supported_contexts = access.permitted_contexts(
             assoc.acceptor.supported_contexts, client.allow
         )
@@ -357,7 +367,7 @@ class InboundServer:
         if reply.status != 0x0000:
             LOGGER.warning(
                 "C-STORE %s from %s: 0x%04X %s",
-                request.sop_instance_uid,
+                "(de-identified)" if log.anonymize else request.sop_instance_uid,
                 log.calling,
                 reply.status,
                 reply.error_comment or "",
@@ -369,6 +379,16 @@ class InboundServer:
             return status_for(OutOfResources("Node is shutting down, retry later"))
         if request.error is not None:
             return status_for(request.error)
+        message: StorageInbox
+        if request.data is not None:
+            message = DeidentifyAndStore(
+                dataset=request.data,
+                affected_sop_class_uid=request.sop_class_uid,
+                affected_sop_instance_uid=request.sop_instance_uid,
+                transfer_syntax_uid=request.transfer_syntax_uid,
+                calling_ae_title=str(assoc.requestor.ae_title),
+            )
+            return self._ask(message)
         if request.path is None:
             return status_for(CannotUnderstand("C-STORE-RQ without a dataset"))
         message = StoreInstance(
@@ -378,6 +398,9 @@ class InboundServer:
             transfer_syntax_uid=request.transfer_syntax_uid,
             calling_ae_title=str(assoc.requestor.ae_title),
         )
+        return self._ask(message)
+
+    def _ask(self, message: StorageInbox) -> StatusReply:
         try:
             self._bridge.ask(
                 self._storage, message, expect=InstanceStored, timeout=self._config.timeouts.store

@@ -63,6 +63,8 @@ class SpooledStore:
     transfer_syntax_uid: str
     path: Path | None
     error: BaseException | None
+    data: bytes | None = None
+    """The dataset, when it was spooled in memory instead of to ``path``."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,15 @@ class SpoolSettings:
     implementation_class_uid: str
     implementation_version_name: str
     on_store: Callable[[Association, SpooledStore], None] | None = None
+    in_memory: Callable[[Association], bool] = lambda _assoc: False
+    """Whether this association's datasets must not touch the disk as received (they are
+    to be de-identified first): they are then kept in memory, in ``SpooledStore.data``."""
+
+
+class _MemorySpool(BytesIO):
+    """An in-memory spool (the dataset only, no File Meta)."""
+
+    name = "<memory>"
 
 
 def _create(path: Path) -> BinaryIO:
@@ -92,6 +103,9 @@ def _open_spool(message: DIMSEMessage, assoc: Association, settings: SpoolSettin
         implementation_version_name=settings.implementation_version_name,
         source_ae_title=str(assoc.requestor.ae_title),
     )
+    if settings.in_memory(assoc):
+        message._data_set_file = cast(Any, _MemorySpool())
+        return
     path = settings.directory / f"{uuid.uuid4().hex}.dcm"
     try:
         spool = _create(path)
@@ -109,7 +123,8 @@ def _fail(message: DIMSEMessage, exc: BaseException) -> None:
     spool = cast("BinaryIO | None", message._data_set_file)
     if spool is not None:
         spool.close()
-        Path(spool.name).unlink(missing_ok=True)
+        if not isinstance(spool, _MemorySpool):
+            Path(spool.name).unlink(missing_ok=True)
     message._data_set_file = None
     message._data_set_path = None
     setattr(message, SPOOL_ERROR, exc)
@@ -152,6 +167,7 @@ def _spooled(message: DIMSEMessage, assoc: Association) -> SpooledStore:
     command = message.command_set
     context_id = cast(int, message.context_id)
     spool = cast("BinaryIO | None", message._data_set_file)
+    data = spool.getvalue() if isinstance(spool, _MemorySpool) else None
     if spool is not None:
         spool.close()
     return SpooledStore(
@@ -162,6 +178,7 @@ def _spooled(message: DIMSEMessage, assoc: Association) -> SpooledStore:
         transfer_syntax_uid=str(assoc._accepted_cx[context_id].transfer_syntax[0]),
         path=cast("Path | None", message._data_set_path),
         error=getattr(message, SPOOL_ERROR, None),
+        data=data,
     )
 
 
