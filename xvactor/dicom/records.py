@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import msgspec
-from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.charset import decode_bytes, python_encoding
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -91,11 +91,27 @@ _PN_DELIMITERS = {0x5C, 0x3D, 0x5E}  # backslash, =, ^ (PS3.5 6.2, 6.1.2.5.3)
 _TEXT_DELIMITERS = {0x5C}
 
 
+def _encodings(charset: str) -> list[str]:
+    """Python codecs for a Specific Character Set (PS3.3 C.12.1.1.2), best effort.
+
+    An unknown term is not a reason to refuse an instance: its text is read as Latin-1
+    (every byte maps to a character), and the instance is stored untouched.
+    """
+    terms = [term.strip() for term in charset.split("\\")] if charset else [""]
+    codecs = [python_encoding.get(term) for term in terms]
+    if any(codec is None for codec in codecs):
+        return ["latin_1"]
+    return list(dict.fromkeys(codec for codec in codecs if codec is not None))
+
+
 def _decode(raw: bytes, vr: str, encodings: list[str]) -> str:
     """A raw value as text, values separated by backslashes, padding removed (PS3.5 6.2)."""
     if vr in _CHARACTER_SET_VRS:
-        delimiters = _PN_DELIMITERS if vr == "PN" else _TEXT_DELIMITERS
-        text = decode_bytes(raw, encodings, delimiters)
+        if len(encodings) == 1:  # no code extensions: undecodable bytes become U+FFFD
+            text = raw.decode(encodings[0], errors="replace")
+        else:
+            delimiters = _PN_DELIMITERS if vr == "PN" else _TEXT_DELIMITERS
+            text = decode_bytes(raw, encodings, delimiters)
         return "\\".join(part.rstrip(" \x00") for part in text.split("\\")).rstrip("\\")
     text = raw.decode("ascii", errors="replace")
     return "\\".join(part.strip(" \x00") for part in text.split("\\")).rstrip("\\")
@@ -116,7 +132,7 @@ def _element_text(ds: Dataset, tag: int, vr: str, encodings: list[str]) -> str:
 def _texts(ds: Dataset) -> dict[str, str]:
     """The indexed keys, read from the raw bytes (no value conversion or validation)."""
     charset = _element_text(ds, 0x00080005, "CS", ["iso8859"])
-    encodings = convert_encodings(charset.split("\\") if charset else None)
+    encodings = _encodings(charset)
     return {key: _element_text(ds, tag, vr, encodings) for key, tag, vr in _KEYS}
 
 
