@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,23 +47,49 @@ def test_default_anonymous_peers_may_echo_and_store(node: NodeHandle, tmp_path: 
     assert storescu(node, "ANYONE", tmp_path)[0]
 
 
-def test_unknown_calling_ae_is_rejected_at_association(make_node: Any) -> None:
+def audit_lines(caplog: pytest.LogCaptureFixture, count: int = 1) -> list[str]:
+    """The association lines, once ``count`` of them are written (at association end)."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [r.getMessage() for r in caplog.records if r.name == "xvactor.association"]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.02)
+
+
+def test_unknown_calling_ae_is_rejected_at_association(
+    make_node: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="xvactor.association")
     handle = make_node(clients=[{"name": "viewer", "ae_title": "VIEWER", "allow": ["echo"]}])
     code, output = echoscu(handle, "STRANGER")
     assert code != 0
     assert "Association Rejected" in output
     assert "Calling AE Title Not Recognized" in output
     assert echoscu(handle, "VIEWER")[0] == 0
+    lines = audit_lines(caplog, 2)
+    assert any(
+        "calling=STRANGER address=127.0.0.1:" in line
+        and "outcome=rejected client=-" in line
+        and 'reason="no accepted-client definition matches"' in line
+        for line in lines
+    ), lines
+    assert any("calling=VIEWER" in line and "outcome=released" in line for line in lines)
 
 
 def test_permission_refused_at_negotiation_and_nothing_stored(
-    make_node: Any, tmp_path: Path
+    make_node: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="xvactor.association")
     handle = make_node(clients=[{"name": "echo-only", "ae_title": "ECHOER", "allow": ["echo"]}])
     assert echoscu(handle, "ECHOER")[0] == 0
     stored, output = storescu(handle, "ECHOER", tmp_path)
     assert not stored
     assert "No presentation context" in output or "No Acceptable Presentation Contexts" in output
+    assert any(
+        "calling=ECHOER" in line and "client=echo-only allowed=echo refused=store" in line
+        for line in audit_lines(caplog, 2)
+    ), audit_lines(caplog, 2)
 
 
 def test_most_specific_definition_wins(make_node: Any, tmp_path: Path) -> None:

@@ -112,7 +112,8 @@ def test_serve_stores_then_stops_on_signal_with_exit_0(
         stderr = node.stop(signum)
     assert node.returncode == 0, stderr
     assert "Traceback" not in stderr
-    assert "-> NODE: released; 0 echo, 1 stored, 0 failed" in stderr
+    assert "called=NODE outcome=released client=anonymous allowed=echo,store" in stderr
+    assert "echo=0 stored=1 failed=0" in stderr
     assert list(node.data_dir.rglob(f"{ds.SOPInstanceUID}.dcm"))
 
 

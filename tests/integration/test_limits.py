@@ -105,4 +105,5 @@ def test_burst_of_storescu_processes(tmp_path: Path) -> None:
     stored = list((tmp_path / "data" / "studies").rglob("*.dcm"))
     assert len(stored) == per_sender * len(accepted)
     assert node.returncode == 0, stderr
-    assert stderr.count("max_associations (2) reached") == len(limited)
+    assert stderr.count("outcome=rejected client=anonymous") == len(limited)
+    assert stderr.count('reason="max_associations (2) reached"') == len(limited)

@@ -16,7 +16,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,6 +34,7 @@ from xvactor.actors.storage import (
 )
 from xvactor.config import NodeConfig, Reactor
 from xvactor.dicom import access, reactor, spool, tls
+from xvactor.dicom.audit import AssociationRecord
 from xvactor.dicom.commands import encode_c_store_rsp, pdv_command_last
 from xvactor.dicom.contexts import (
     SERVICE_TRANSFER_SYNTAXES,
@@ -79,30 +79,6 @@ def build_ae(config: NodeConfig) -> AE:
     return ae
 
 
-@dataclass
-class _AssociationLog:
-    """What one association did, logged once when its connection closes."""
-
-    peer: str
-    calling: str = "?"
-    called: str = "?"
-    outcome: str = "connected"
-    decision: str = ""
-    slot: int | None = None
-    anonymize: bool = False
-    echoes: int = 0
-    stored: int = 0
-    failed: int = 0
-    counts_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def line(self) -> str:
-        why = f" ({self.decision})" if self.decision else ""
-        return (
-            f"association {self.calling}@{self.peer} -> {self.called}: {self.outcome}; "
-            f"{self.echoes} echo, {self.stored} stored, {self.failed} failed{why}"
-        )
-
-
 class InboundServer:
     """Owns the AE's listening servers and translates their events into messages."""
 
@@ -131,7 +107,7 @@ class InboundServer:
             config.data_path.resolve() / SLOTS_DIR, config.max_associations
         )
         self._servers: list[ThreadedAssociationServer] = []
-        self._logs: dict[int, _AssociationLog] = {}
+        self._logs: dict[int, AssociationRecord] = {}
         self._logs_lock = threading.Lock()
         self._in_flight = 0
         self._idle = threading.Condition()
@@ -209,13 +185,13 @@ class InboundServer:
 
     # --- event handlers: run on pynetdicom's threads -------------------------------------
 
-    def _log_for(self, assoc: Association) -> _AssociationLog:
+    def _log_for(self, assoc: Association) -> AssociationRecord:
         with self._logs_lock:
             key = id(assoc)
             if key not in self._logs:
                 address = assoc.requestor.address
                 port = assoc.requestor.port
-                self._logs[key] = _AssociationLog(peer=f"{address}:{port}")
+                self._logs[key] = AssociationRecord(address=f"{address}:{port}")
             return self._logs[key]
 
     def _on_conn_open(self, event: evt.Event) -> None:
@@ -238,7 +214,7 @@ class InboundServer:
         log.calling = calling
         client = access.match_client(self._config.clients, calling, address)
         if client is None:
-            log.decision = "no accepted-client definition"
+            log.reason = "no accepted-client definition matches"
             # PS3.8 7.1.1.9: rejected-permanent (1), service-user (1), calling AE not
             # recognized (3); then as pynetdicom's own rejections do.
             assoc.acse.send_reject(0x01, 0x01, 0x03)
@@ -246,18 +222,16 @@ class InboundServer:
             assoc.kill()
             return
         log.slot = self._slots.acquire()
+        log.client, log.allowed = client.name, tuple(client.allow)
         if log.slot is None:
-            log.decision = f"max_associations ({self._config.max_associations}) reached"
+            log.reason = f"max_associations ({self._config.max_associations}) reached"
             # PS3.8 7.1.1.9: rejected-transient (2), service-provider presentation (3),
             # local-limit-exceeded (2): the peer may try again later.
             assoc.acse.send_reject(0x02, 0x03, 0x02)
             evt.trigger(assoc, evt.EVT_REJECTED, {})
             assoc.kill()
             return
-        log.decision = f"client {client.name!r} may {'/'.join(client.allow) or 'nothing'}"
         log.anonymize = self._config.anonymize if client.anonymize is None else client.anonymize
-        if log.anonymize:
-            log.decision += ", de-identified"
         assoc.acceptor.supported_contexts = access.permitted_contexts(
             assoc.acceptor.supported_contexts, client.allow
         )
@@ -265,8 +239,9 @@ class InboundServer:
     def _on_outcome(self, outcome: str) -> Callable[[evt.Event], None]:
         def handler(event: evt.Event) -> None:
             log = self._log_for(event.assoc)
-            log.calling = str(event.assoc.requestor.ae_title)
-            log.called = str(event.assoc.acceptor.ae_title)
+            # pynetdicom fills these during negotiation, which a rejection may precede.
+            log.calling = str(event.assoc.requestor.ae_title).strip() or log.calling
+            log.called = str(event.assoc.acceptor.ae_title).strip() or log.called
             if outcome == "aborted" and log.outcome in ("released", "rejected"):
                 return
             log.outcome = outcome
@@ -284,12 +259,15 @@ class InboundServer:
             return
         if log.slot is not None:
             self._slots.release(log.slot)
+        refused = {access.service_of(str(cx.abstract_syntax)) for cx in assoc.rejected_contexts}
+        log.refused = tuple(sorted(str(service) for service in refused if service is not None))
+        rejection = assoc.acceptor.primitive
+        if assoc.is_rejected and not log.reason and rejection is not None:
+            log.reason = str(rejection.reason_str)
         LOGGER.info(log.line())
 
     def _on_c_echo(self, event: evt.Event) -> int:
-        log = self._log_for(event.assoc)
-        with log.counts_lock:
-            log.echoes += 1
+        self._log_for(event.assoc).count_echo()
         return 0x0000
 
     def _on_c_store(self, event: evt.Event) -> Dataset:
@@ -359,11 +337,7 @@ class InboundServer:
         log = self._log_for(assoc)
         with self._in_flight_request():
             reply = self._ask_storage(assoc, request)
-        with log.counts_lock:
-            if reply.status == 0x0000 or reply.status >> 12 == 0xB:
-                log.stored += 1
-            else:
-                log.failed += 1
+        log.count_store(reply.status == 0x0000 or reply.status >> 12 == 0xB)
         if reply.status != 0x0000:
             LOGGER.warning(
                 "C-STORE %s from %s: 0x%04X %s",
