@@ -20,11 +20,19 @@ CT = "1.2.840.10008.5.1.4.1.1.2"
 
 
 def wait_closed(sock: socket.socket, limit: float) -> float:
-    """Seconds until the peer closes ``sock`` (reading and discarding what it sends)."""
+    """Seconds until the peer closes ``sock`` (reading and discarding what it sends).
+
+    When ``sock`` belongs to a pynetdicom association, its own DUL thread may see the close
+    first and close the descriptor: that too means the peer dropped us.
+    """
     start = time.monotonic()
     sock.settimeout(limit)
-    while sock.recv(65536):
-        pass
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError as exc:
+        if isinstance(exc, TimeoutError):
+            raise
     return time.monotonic() - start
 
 
