@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine with Python 3.11:
-# installs DCMTK (the real DICOM peers the tests talk to) and the package with its test
+# installs DCMTK (the real DICOM peers the tests talk to), openssl, and the package with its test
 # extras into .venv, then runs ruff, mypy --strict and pytest.  Used by README and .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 need_apt=()
 dpkg -s dcmtk >/dev/null 2>&1 || need_apt+=(dcmtk)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # the TLS tests make their PKI
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   as_root apt-get update -qq
