@@ -199,8 +199,6 @@ class StorageActor(Actor[StorageInbox]):
 
     async def _store(self, message: StoreInstance) -> InstanceStored:
         settings = self._settings
-        if settings.min_free_bytes and _free_bytes(settings.data_dir) < settings.min_free_bytes:
-            raise OutOfResources("Free disk space below the configured floor")
         filed = await run_blocking(self._limiters, "disk", self._file, message)
         record = filed.record
         replace = settings.duplicate_policy is DuplicatePolicy.OVERWRITE
@@ -235,6 +233,9 @@ class StorageActor(Actor[StorageInbox]):
 
     def _file(self, message: StoreInstance) -> _Filed:
         """Blocking: make the spooled Part 10 file durable, parse it, link it into place."""
+        settings = self._settings
+        if settings.min_free_bytes and _free_bytes(settings.data_dir) < settings.min_free_bytes:
+            raise OutOfResources("Free disk space below the configured floor")
         source = Path(message.source)
         with source.open("rb") as fp:
             try:
@@ -265,7 +266,7 @@ class StorageActor(Actor[StorageInbox]):
             / record.series_instance_uid
             / f"{record.sop_instance_uid}.dcm"
         )
-        linked = self._link(source, self._settings.data_dir / relative)
+        linked = self._link(source, settings.data_dir / relative)
         return _Filed(record=msgspec.structs.replace(record, path=str(relative)), linked=linked)
 
     def _link(self, spool: Path, final: Path) -> bool:

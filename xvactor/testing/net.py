@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 __all__ = ["LOOPBACK", "free_port", "port_accepts", "wait_for_port", "wait_until_closed"]
 
@@ -30,6 +30,22 @@ LOOPBACK = "127.0.0.1"
 _FIRST_DELAY = 0.005
 _MAX_DELAY = 0.1
 _CONNECT_TIMEOUT = 0.5
+
+
+def _attempts(timeout: float) -> Iterator[float]:
+    """Yield the time left before each attempt, sleeping with backoff in between.
+
+    The first attempt is immediate; the generator ends once ``timeout`` has passed.
+    """
+    deadline = time.monotonic() + timeout
+    delay = _FIRST_DELAY
+    while True:
+        yield max(0.0, deadline - time.monotonic())
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, _MAX_DELAY)
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -112,25 +128,18 @@ def wait_for_port(
     TimeoutError
         If no connection was accepted within `timeout` seconds.
     """
-    deadline = time.monotonic() + timeout
-    delay = _FIRST_DELAY
     attempts = 0
-    while True:
+    for remaining in _attempts(timeout):
         if check is not None:
             check()
-        remaining = deadline - time.monotonic()
         attempts += 1
         if port_accepts(host, port, timeout=max(0.01, min(_CONNECT_TIMEOUT, remaining))):
             return
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            msg = (
-                f"nothing accepted a TCP connection on {host}:{port} within {timeout:g} s "
-                f"({attempts} attempts)"
-            )
-            raise TimeoutError(msg)
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, _MAX_DELAY)
+    msg = (
+        f"nothing accepted a TCP connection on {host}:{port} within {timeout:g} s "
+        f"({attempts} attempts)"
+    )
+    raise TimeoutError(msg)
 
 
 def wait_until_closed(host: str, port: int, timeout: float = 10.0) -> None:
@@ -153,12 +162,8 @@ def wait_until_closed(host: str, port: int, timeout: float = 10.0) -> None:
     TimeoutError
         If connections were still accepted after `timeout` seconds.
     """
-    deadline = time.monotonic() + timeout
-    delay = _FIRST_DELAY
-    while port_accepts(host, port):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            msg = f"{host}:{port} still accepts TCP connections after {timeout:g} s"
-            raise TimeoutError(msg)
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, _MAX_DELAY)
+    for _ in _attempts(timeout):
+        if not port_accepts(host, port):
+            return
+    msg = f"{host}:{port} still accepts TCP connections after {timeout:g} s"
+    raise TimeoutError(msg)
