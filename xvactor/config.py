@@ -32,7 +32,10 @@ __all__ = [
     "Mailboxes",
     "NodeConfig",
     "Overrides",
+    "Query",
+    "QueueKind",
     "Reactor",
+    "Sender",
     "Service",
     "Timeouts",
     "Tls",
@@ -131,6 +134,44 @@ class Destination(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     host: str
     port: int
     tls: Tls | None = None
+    local_ae_title: str | None = None
+    """Our calling AE title towards this destination (``None``: the node's ``ae_title``)."""
+    local_port: int = 0
+    """Port of our own Storage SCP while we C-MOVE from this peer (0: any free port)."""
+
+
+class QueueKind(enum.StrEnum):
+    """Where a sender keeps the requests it has accepted."""
+
+    DURABLE = "durable"
+    """SQLite in the data directory: accepted requests survive a crash or restart."""
+    MEMORY = "memory"
+    """In memory only, for embedders who keep their own records."""
+
+
+class Sender(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """How the per-destination senders queue, reuse associations and retry."""
+
+    queue: QueueKind = QueueKind.DURABLE
+    mailbox: int = 256
+    """Bounded mailbox of each sender actor."""
+    idle_release: float = 5.0
+    """Seconds an association with nothing to send stays open for the next request."""
+    retry_initial: float = 1.0
+    """First delay after a transport failure or 0xA7xx; doubles up to ``retry_max``."""
+    retry_max: float = 300.0
+    retry_limit: int = 20
+    """Attempts before an item is marked failed (it can be re-queued)."""
+
+
+class Query(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Q/R and worklist C-FIND options (PS3.4 C.2.2.2)."""
+
+    max_results: int = 0
+    """Cut a C-FIND after this many matches with a failure status and an ErrorComment
+    saying so (0: no limit)."""
+    case_insensitive_names: bool = False
+    """PN matching ignores case (off by default, as PS3.4 C.2.2.2.1 says)."""
 
 
 class Timeouts(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -182,6 +223,8 @@ class NodeConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     min_free_disk_mb: int = 256
     timeouts: Timeouts = Timeouts()
     mailboxes: Mailboxes = Mailboxes()
+    sender: Sender = Sender()
+    query: Query = Query()
     log_level: str = "INFO"
 
     @property
@@ -253,6 +296,19 @@ def _check_tls(config: NodeConfig) -> list[str]:
     return problems
 
 
+def _check_sender(sender: Sender) -> list[str]:
+    problems: list[str] = []
+    if sender.mailbox < 1:
+        problems.append("sender.mailbox: must be at least 1")
+    if sender.idle_release < 0:
+        problems.append("sender.idle_release: must not be negative")
+    if not 0 < sender.retry_initial <= sender.retry_max:
+        problems.append("sender.retry_initial: must be positive and at most retry_max")
+    if sender.retry_limit < 1:
+        problems.append("sender.retry_limit: must be at least 1")
+    return problems
+
+
 def _check(config: NodeConfig) -> None:
     """Semantic checks msgspec's types cannot express."""
     problems: list[str] = []
@@ -276,6 +332,12 @@ def _check(config: NodeConfig) -> None:
             problems.append(f"destinations[{index}].ae_title: not a valid AE title")
         if not 1 <= destination.port <= 65535:
             problems.append(f"destinations[{index}].port: {destination.port} is not a TCP port")
+        if destination.local_ae_title is not None and not _AE_TITLE.match(
+            destination.local_ae_title
+        ):
+            problems.append(f"destinations[{index}].local_ae_title: not a valid AE title")
+        if not 0 <= destination.local_port <= 65535:
+            problems.append(f"destinations[{index}].local_port: not a TCP port")
     problems += _check_clients(config) + _check_tls(config)
     if config.max_pdu != 0 and not 4096 <= config.max_pdu <= 2**32 - 1:
         problems.append("max_pdu: must be 0 (unlimited) or 4096..4294967295")
@@ -288,6 +350,9 @@ def _check(config: NodeConfig) -> None:
     for key in ("storage", "catalog"):
         if getattr(config.mailboxes, key) < 1:
             problems.append(f"mailboxes.{key}: must be at least 1")
+    problems += _check_sender(config.sender)
+    if config.query.max_results < 0:
+        problems.append("query.max_results: must not be negative")
     for key in ("connect", "acse", "dimse", "idle", "store", "shutdown"):
         if getattr(config.timeouts, key) <= 0:
             problems.append(f"timeouts.{key}: must be positive")
