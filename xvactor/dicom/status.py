@@ -17,9 +17,12 @@ __all__ = [
     "CannotUnderstand",
     "DicomServiceError",
     "DuplicateInstance",
+    "IdentifierDoesNotMatch",
+    "MoveDestinationUnknown",
     "OutOfResources",
     "Status",
     "StatusReply",
+    "UnableToProcess",
     "status_for",
 ]
 
@@ -40,6 +43,16 @@ class Status(enum.IntEnum):
     COERCION_OF_DATA_ELEMENTS = 0xB000
     ELEMENTS_DISCARDED = 0xB006
     DATASET_DOES_NOT_MATCH_SOP_CLASS_WARNING = 0xB007
+    # PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4: Query/Retrieve (and K.4.1.1.4 worklist)
+    UNABLE_TO_CALCULATE_MATCHES = 0xA701
+    UNABLE_TO_PERFORM_SUBOPERATIONS = 0xA702
+    MOVE_DESTINATION_UNKNOWN = 0xA801
+    IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+    UNABLE_TO_PROCESS = 0xC000
+    SUBOPERATIONS_COMPLETE_WITH_FAILURES = 0xB000
+    CANCEL = 0xFE00
+    PENDING = 0xFF00
+    PENDING_OPTIONAL_KEYS_UNSUPPORTED = 0xFF01
 
 
 class DicomServiceError(Exception):
@@ -65,6 +78,24 @@ class CannotUnderstand(DicomServiceError):
     """The dataset cannot be parsed or lacks what the node needs to file it."""
 
     status = Status.CANNOT_UNDERSTAND
+
+
+class IdentifierDoesNotMatch(DicomServiceError):
+    """A C-FIND/C-MOVE/C-GET Identifier the SOP Class cannot take (PS3.4 C.4.1.1.4)."""
+
+    status = Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS
+
+
+class UnableToProcess(DicomServiceError):
+    """A query or retrieve the node cannot carry out (PS3.4 C.4.1.1.4, 0xC000)."""
+
+    status = Status.UNABLE_TO_PROCESS
+
+
+class MoveDestinationUnknown(DicomServiceError):
+    """The Move Destination is not a configured destination (PS3.4 C.4.2.1.5)."""
+
+    status = Status.MOVE_DESTINATION_UNKNOWN
 
 
 class DuplicateInstance(DicomServiceError):
