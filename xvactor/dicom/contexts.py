@@ -12,6 +12,11 @@ from pynetdicom import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 __all__ = [
+    "FIND_SOP_CLASSES",
+    "GET_SOP_CLASSES",
+    "MODALITY_WORKLIST_FIND",
+    "MOVE_SOP_CLASSES",
+    "QR_SOP_CLASSES",
     "SERVICE_TRANSFER_SYNTAXES",
     "STORAGE_SOP_CLASSES",
     "STORAGE_TRANSFER_SYNTAXES",
@@ -37,4 +42,21 @@ STORAGE_TRANSFER_SYNTAXES: tuple[str, ...] = (
 
 STORAGE_SOP_CLASSES: tuple[str, ...] = tuple(
     str(cx.abstract_syntax) for cx in AllStoragePresentationContexts
+)
+
+# PS3.4 C.6: the three Q/R information models, each with FIND (.1), MOVE (.2), GET (.3).
+PATIENT_ROOT = "1.2.840.10008.5.1.4.1.2.1"
+STUDY_ROOT = "1.2.840.10008.5.1.4.1.2.2"
+PATIENT_STUDY_ONLY = "1.2.840.10008.5.1.4.1.2.3"  # retired in the standard, in the target
+_MODELS = (PATIENT_ROOT, STUDY_ROOT, PATIENT_STUDY_ONLY)
+
+MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"  # PS3.4 K.6.1.2
+FIND_SOP_CLASSES: tuple[str, ...] = tuple(f"{model}.1" for model in _MODELS)
+MOVE_SOP_CLASSES: tuple[str, ...] = tuple(f"{model}.2" for model in _MODELS)
+GET_SOP_CLASSES: tuple[str, ...] = tuple(f"{model}.3" for model in _MODELS)
+QR_SOP_CLASSES: tuple[str, ...] = (
+    *FIND_SOP_CLASSES,
+    *MOVE_SOP_CLASSES,
+    *GET_SOP_CLASSES,
+    MODALITY_WORKLIST_FIND,
 )
