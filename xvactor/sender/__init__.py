@@ -1,0 +1,1 @@
+"""The outbound side of a node: the queue that per-destination senders work from."""
