@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
@@ -49,6 +50,7 @@ __all__ = [
     "IGNORED_TAGS",
     "WILDCARD_VRS",
     "build_response",
+    "element_values",
     "is_universal",
     "match_element",
     "match_identifier",
@@ -109,9 +111,17 @@ def _raw_values(elem: DataElement) -> list[str]:
 
 
 def _normalize_pn(text: str) -> str:
-    """Drop trailing empty components and groups (PS3.5 Section 6.2.1)."""
-    groups = [group.rstrip("^ ") for group in text.split("=")]
-    return "=".join(groups).rstrip("=")
+    """Drop trailing empty components and groups (PS3.5 Section 6.2.1).
+
+    Only at the end of the value, so the stored text always starts with the normalized
+    one (the SQL pre-filter relies on it).
+    """
+    return text.rstrip("^= ")
+
+
+def element_values(elem: DataElement) -> list[str]:
+    """The values of ``elem`` as matching sees them: text, padding removed, empty dropped."""
+    return _raw_values(elem)
 
 
 def is_universal(elem: DataElement) -> bool:
@@ -139,21 +149,17 @@ def _pad(digits: str, fill: str) -> str:
 
 
 def _dt_digits(value: str, fill: str) -> str | None:
-    """A DT (or DA, with ``fill``) value as 20 comparable digits, offset applied."""
+    """A DT value as 20 comparable digits (YYYYMMDDHHMMSSFFFFFF), its offset applied."""
     match = re.fullmatch(rf"({_DT_BODY})([+-]\d{{4}})?", value)
     if match is None:
         return None
     digits = _pad(match.group(1).replace(".", ""), fill)
     offset = match.group(2)
-    if offset:
-        return _apply_offset(digits, offset)
-    return digits
+    return _apply_offset(digits, offset) if offset else digits
 
 
 def _apply_offset(digits: str, offset: str) -> str:
-    """Shift ``digits`` (local time at ``offset``) to UTC."""
-    from datetime import datetime, timedelta  # noqa: PLC0415 - rare path
-
+    """Shift ``digits`` (local time at ``offset`` from UTC) to UTC."""
     try:
         moment = datetime.strptime(digits[:14], "%Y%m%d%H%M%S")
     except ValueError:
@@ -163,31 +169,33 @@ def _apply_offset(digits: str, offset: str) -> str:
     return moment.strftime("%Y%m%d%H%M%S") + digits[14:]
 
 
-def _time_digits(value: str, fill: str) -> str | None:
-    """A TM value as 12 comparable digits (HHMMSSFFFFFF); ACR-NEMA colons tolerated."""
-    value = value.replace(":", "")
-    if re.fullmatch(_TIME, value) is None:
-        return None
-    return _pad(value.replace(".", ""), fill)
-
-
-def _comparable(vr: str, value: str, *, upper: bool) -> str | None:
+def _bound(vr: str, value: str, *, upper: bool) -> str | None:
+    """A range end point as comparable digits, reduced precision padded (module doc)."""
+    fill = _DT_MAX if upper else _DT_MIN
+    if vr == "DA":
+        return _pad(value, fill[:8]) if re.fullmatch(_DATE, value) else None
     if vr == "TM":
-        return _time_digits(value, "235959999999" if upper else "000000000000")
-    value = value.replace(".", "") if vr == "DA" else value
-    return _dt_digits(value, _DT_MAX if upper else _DT_MIN)
+        time = value.replace(".", "")
+        return _pad(time, fill[8:]) if re.fullmatch(_TIME, value) else None
+    return _dt_digits(value, fill)
+
+
+def _instant(vr: str, value: str) -> str | None:
+    """An entity's DA (8 digits only), TM or DT value as comparable digits."""
+    if vr == "DA":
+        return value if re.fullmatch(r"\d{8}", value) else None
+    return _bound(vr, value, upper=False)
 
 
 def _match_range(vr: str, key: str, candidates: list[str]) -> bool:
     match = _RANGE[vr].fullmatch(key)
     if match is None or (match.group("lo") is None and match.group("hi") is None):
         return False
-    lo = match.group("lo")
-    hi = match.group("hi")
-    low = _comparable(vr, lo, upper=False) if lo else None
-    high = _comparable(vr, hi, upper=True) if hi else None
+    lo, hi = match.group("lo"), match.group("hi")
+    low = _bound(vr, lo, upper=False) if lo else None
+    high = _bound(vr, hi, upper=True) if hi else None
     for candidate in candidates:
-        value = _comparable(vr, candidate, upper=False)
+        value = _instant(vr, candidate)
         if value is None:
             continue
         if (low is None or value >= low) and (high is None or value <= high):
@@ -197,9 +205,9 @@ def _match_range(vr: str, key: str, candidates: list[str]) -> bool:
 
 def _same_instant(vr: str, key: str, candidate: str) -> bool:
     if vr == "DA":
-        return key.replace(".", "") == candidate.replace(".", "")
-    a = _comparable(vr, key, upper=False)
-    return a is not None and a == _comparable(vr, candidate, upper=False)
+        return key == candidate
+    value = _instant(vr, key)
+    return value is not None and value == _instant(vr, candidate)
 
 
 def _number_equal(key: str, candidate: str) -> bool:
@@ -293,17 +301,20 @@ def _match_combined(date_key: DataElement, time_key: DataElement, candidate: Dat
     _, date_lo, date_hi = date_form
     _, time_lo, time_hi = time_form
     low = high = None
-    if date_lo:
-        low = date_lo.replace(".", "") + (_time_digits(time_lo, "0" * 12) or "")
+    if date_lo:  # the forms are equal: time_lo is there too
+        low = f"{_bound('DA', date_lo, upper=False)}{_bound('TM', time_lo, upper=False)}"
     if date_hi:
-        high = date_hi.replace(".", "") + (_time_digits(time_hi, "235959999999") or "")
+        high = f"{_bound('DA', date_hi, upper=True)}{_bound('TM', time_hi, upper=True)}"
     date_elem = _element(candidate, date_key.tag)
     time_elem = _element(candidate, time_key.tag)
     dates = _raw_values(date_elem) if date_elem is not None else []
-    times = (_raw_values(time_elem) if time_elem is not None else []) or [""]
+    times = _raw_values(time_elem) if time_elem is not None else []
     for date in dates:
-        for time in times:
-            instant = date.replace(".", "") + (_time_digits(time, "0" * 12) or "0" * 12)
+        day = _instant("DA", date)
+        if day is None:
+            continue
+        for time in times or ["00"]:
+            instant = f"{day}{_instant('TM', time) or _DT_MIN[8:]}"
             if (low is None or instant >= low) and (high is None or instant <= high):
                 return True
     return False
