@@ -30,7 +30,9 @@ import anyio
 
 from xvactor.actors.catalog import CatalogActor, CatalogInbox
 from xvactor.actors.listener import ListenerActor, ListenerInbox, addresses
+from xvactor.actors.mover import DestinationRouter
 from xvactor.actors.receivers import ReceiversActor, ReceiversInbox
+from xvactor.actors.resolver import ResolverActor, ResolverInbox
 from xvactor.actors.storage import SPOOL_DIR, StorageActor, StorageInbox, StorageSettings
 from xvactor.config import NodeConfig
 from xvactor.runtime import ActorRef, ChildSpec, Limiters, Strategy, Supervisor
@@ -74,11 +76,14 @@ def build_node(config: NodeConfig, *, role: WorkerRole | None = None) -> Node:
             "catalog": 1,
             "disk": max(4, config.max_associations),
             "listener": 2,
+            "query": 4,
         }
     )
     catalog: ActorRef[CatalogInbox] = ActorRef("catalog", mailbox_size=config.mailboxes.catalog)
     storage: ActorRef[StorageInbox] = ActorRef("storage", mailbox_size=config.mailboxes.storage)
+    resolver: ActorRef[ResolverInbox] = ActorRef("resolver", mailbox_size=64)
     listener: ActorRef[ListenerInbox] = ActorRef("listener", mailbox_size=16)
+    router = DestinationRouter(config, _no_sender)
     settings = StorageSettings(
         data_dir=data_dir,
         spool_dir=spool_dir,
@@ -95,6 +100,9 @@ def build_node(config: NodeConfig, *, role: WorkerRole | None = None) -> Node:
             ChildSpec(ref=catalog, factory=lambda: CatalogActor(data_dir, limiters)),
             ChildSpec(ref=storage, factory=lambda: StorageActor(settings, catalog, limiters)),
             ChildSpec(
+                ref=resolver, factory=lambda: ResolverActor(data_dir, config.query, limiters)
+            ),
+            ChildSpec(
                 ref=listener,
                 factory=lambda: ListenerActor(
                     config,
@@ -102,6 +110,8 @@ def build_node(config: NodeConfig, *, role: WorkerRole | None = None) -> Node:
                     limiters,
                     spool_dir=spool_dir,
                     sockets=role.sockets if role is not None else (),
+                    resolver=resolver,
+                    router=router,
                 ),
                 shutdown=config.timeouts.shutdown + 5.0,
             ),
@@ -111,6 +121,12 @@ def build_node(config: NodeConfig, *, role: WorkerRole | None = None) -> Node:
         max_seconds=10.0,
     )
     return Node(config, root, catalog, listener)
+
+
+def _no_sender(*_args: object) -> Any:
+    from xvactor.dicom.status import UnableToProcess  # noqa: PLC0415
+
+    raise UnableToProcess("C-MOVE sub-operations need the sender actors (not wired yet)")
 
 
 def _build_receiving_in_workers(config: NodeConfig) -> Node:

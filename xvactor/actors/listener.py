@@ -12,8 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import assert_never
 
+from xvactor.actors.resolver import ResolverInbox
 from xvactor.actors.storage import StorageInbox
 from xvactor.config import NodeConfig
+from xvactor.dicom.qr_bridge import BridgedQueryServices, MoveRouter
+from xvactor.dicom.retrieve import prepare_for_peer
 from xvactor.dicom.server import InboundServer
 from xvactor.runtime import Actor, ActorRef, Limiters, LoopBridge, Message, run_blocking
 
@@ -44,9 +47,13 @@ class ListenerActor(Actor[ListenerInbox]):
         *,
         spool_dir: Path,
         sockets: Sequence[socket.socket] = (),
+        resolver: ActorRef[ResolverInbox] | None = None,
+        router: MoveRouter | None = None,
     ) -> None:
         self._config = config
         self._storage = storage
+        self._resolver = resolver
+        self._router = router
         self._limiters = limiters
         self._spool_dir = spool_dir
         self._sockets = sockets
@@ -54,12 +61,23 @@ class ListenerActor(Actor[ListenerInbox]):
 
     async def started(self) -> None:
         """Bind every listener (or adopt the sockets); the node is ready when this returns."""
+        bridge = LoopBridge()
+        services = None
+        if self._resolver is not None and self._router is not None:
+            services = BridgedQueryServices(
+                bridge,
+                self._resolver,
+                self._router,
+                prepare_for_peer,
+                timeout=self._config.timeouts.dimse,
+            )
         server = InboundServer(
             self._config,
-            LoopBridge(),
+            bridge,
             self._storage,
             spool_dir=self._spool_dir,
             sockets=self._sockets,
+            query_services=services,
         )
         await run_blocking(self._limiters, "listener", server.start)
         self._server = server

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
@@ -33,10 +33,11 @@ from xvactor.actors.storage import (
     StoreInstance,
 )
 from xvactor.config import NodeConfig, Reactor
-from xvactor.dicom import access, reactor, spool, tls
+from xvactor.dicom import access, qr_scp, reactor, spool, tls
 from xvactor.dicom.audit import AssociationRecord
 from xvactor.dicom.commands import encode_c_store_rsp, pdv_command_last
 from xvactor.dicom.contexts import (
+    QR_SOP_CLASSES,
     SERVICE_TRANSFER_SYNTAXES,
     STORAGE_SOP_CLASSES,
     STORAGE_TRANSFER_SYNTAXES,
@@ -74,8 +75,16 @@ def build_ae(config: NodeConfig) -> AE:
     ae.network_timeout = config.timeouts.idle
     ae.require_called_aet = config.check_called_ae_title
     ae.add_supported_context(VERIFICATION, list(SERVICE_TRANSFER_SYNTAXES))
+    for sop_class in QR_SOP_CLASSES:
+        ae.add_supported_context(sop_class, list(SERVICE_TRANSFER_SYNTAXES))
     for sop_class in STORAGE_SOP_CLASSES:
-        ae.add_supported_context(sop_class, list(STORAGE_TRANSFER_SYNTAXES))
+        # Accept a C-GET requester's SCP/SCU Role Selection (PS3.7 D.3.3.4): it may take
+        # the SCP role so that the C-STOREs of its C-GET run on the same association.
+        ae.add_supported_context(
+            sop_class, list(STORAGE_TRANSFER_SYNTAXES), scu_role=True, scp_role=True
+        )
+    # C-GET sub-operations send stored files as they are, without decoding them.
+    _config.STORE_SEND_CHUNKED_DATASET = True
     return ae
 
 
@@ -90,8 +99,10 @@ class InboundServer:
         *,
         spool_dir: Path,
         sockets: Sequence[socket.socket] = (),
+        query_services: qr_scp.QueryServices | None = None,
     ) -> None:
         self._config = config
+        self._query_services = query_services
         self._bridge = bridge
         self._storage = storage
         self._sockets = tuple(sockets)
@@ -199,6 +210,8 @@ class InboundServer:
         if self._config.reactor is Reactor.EVENT_DRIVEN:
             reactor.install(event.assoc)
         spool.install(event.assoc, self._spool)
+        if self._query_services is not None:
+            qr_scp.install(event.assoc, self._query_services)
         transport = event.assoc.dul.socket
         if transport is not None and transport.socket is not None:
             set_nodelay(transport.socket)

@@ -1,0 +1,186 @@
+"""The node's :class:`~xvactor.dicom.qr_scp.QueryServices`: the resolver and the senders,
+reached from an association's thread through the loop bridge.
+
+Streams cross the bridge one batch at a time: the association thread blocks on the
+receiving end of a bounded memory stream whose sending end an actor owns.  Closing it
+from the association thread (C-CANCEL, or the peer went away) makes the actor's next send
+fail, which stops the query or the C-MOVE sub-operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, Protocol, TypeVar
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from xvactor.actors.resolver import (
+    FindBatch,
+    QueryFailed,
+    ResolveFind,
+    ResolveRetrieve,
+    ResolverInbox,
+    RetrieveMatches,
+)
+from xvactor.dicom.qr_scp import Prepared, ResultStream, RetrieveItem, SubOperationResult
+from xvactor.dicom.status import DicomServiceError, Status
+from xvactor.runtime import ActorRef, LoopBridge
+
+__all__ = ["BridgedQueryServices", "BridgedStream", "MoveRouter"]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+_STREAM_BUFFER = 4
+"""Batches in flight per stream: enough to overlap reading and sending, and bounded."""
+
+
+class BridgedStream(Generic[T, U]):
+    """The receiving end of an actor's stream, iterated from a foreign thread.
+
+    ``unpack`` turns each received message into the items it carries, or raises.
+    """
+
+    def __init__(
+        self,
+        bridge: LoopBridge,
+        receive: MemoryObjectReceiveStream[U],
+        unpack: Callable[[U], Sequence[T]],
+    ) -> None:
+        self._bridge = bridge
+        self._receive = receive
+        self._unpack = unpack
+        self._closed = False
+
+    def __iter__(self) -> Iterator[T]:
+        while not self._closed:
+            try:
+                message = self._bridge.call(self._receive.receive)
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                return
+            yield from self._unpack(message)
+
+    def close(self) -> None:
+        """Close the receiving end (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._bridge.call(self._receive.aclose)
+
+
+def _find_items(message: FindBatch | QueryFailed) -> Sequence[bytes]:
+    if isinstance(message, QueryFailed):
+        raise DicomServiceError(message.error_comment, status=Status(message.status))
+    return message.identifiers
+
+
+class MoveRouter(Protocol):
+    """Sends C-MOVE sub-operations through the move destination's sender."""
+
+    def destination(self, ae_title: str) -> object:
+        """The destination with this AE title; raises ``MoveDestinationUnknown``."""
+        ...
+
+    def move(
+        self,
+        move_destination: str,
+        items: Sequence[RetrieveItem],
+        *,
+        originator_ae_title: str,
+        originator_message_id: int,
+    ) -> ResultStream[SubOperationResult]:
+        """One result per item, in order; raises ``MoveDestinationUnknown``."""
+        ...
+
+
+class BridgedQueryServices:
+    """Query services backed by the node's actors."""
+
+    def __init__(
+        self,
+        bridge: LoopBridge,
+        resolver: ActorRef[ResolverInbox],
+        router: MoveRouter,
+        prepare: Callable[[RetrieveItem, Sequence[str]], Prepared],
+        *,
+        timeout: float,
+    ) -> None:
+        self._bridge = bridge
+        self._resolver = resolver
+        self._router = router
+        self._prepare = prepare
+        self._timeout = timeout
+
+    def find(
+        self, sop_class_uid: str, transfer_syntax_uid: str, identifier: bytes
+    ) -> ResultStream[bytes]:
+        """Start the query on the resolver; its matches stream back."""
+
+        async def start() -> MemoryObjectReceiveStream[FindBatch | QueryFailed]:
+            send, receive = anyio.create_memory_object_stream[FindBatch | QueryFailed](
+                _STREAM_BUFFER
+            )
+            command = ResolveFind(
+                sop_class_uid=sop_class_uid,
+                transfer_syntax_uid=transfer_syntax_uid,
+                identifier=identifier,
+                results=send,
+            )
+            try:
+                with anyio.fail_after(self._timeout):
+                    await self._resolver.tell(command)
+            except BaseException:
+                send.close()
+                receive.close()
+                raise
+            return receive
+
+        return BridgedStream(self._bridge, self._bridge.call(start), _find_items)
+
+    def retrieve(
+        self, sop_class_uid: str, transfer_syntax_uid: str, identifier: bytes
+    ) -> Sequence[RetrieveItem]:
+        """Ask the resolver which instances the Identifier selects."""
+        reply = self._bridge.ask(
+            self._resolver,
+            ResolveRetrieve(
+                sop_class_uid=sop_class_uid,
+                transfer_syntax_uid=transfer_syntax_uid,
+                identifier=identifier,
+            ),
+            expect=RetrieveMatches,
+            timeout=self._timeout,
+        )
+        return [
+            RetrieveItem(
+                path=item.path,
+                sop_class_uid=item.sop_class_uid,
+                sop_instance_uid=item.sop_instance_uid,
+                transfer_syntax_uid=item.transfer_syntax_uid,
+            )
+            for item in reply.items
+        ]
+
+    def check_move_destination(self, move_destination: str) -> None:
+        """Raise ``MoveDestinationUnknown`` unless it is a configured destination."""
+        self._router.destination(move_destination)
+
+    def move(
+        self,
+        move_destination: str,
+        items: Sequence[RetrieveItem],
+        *,
+        originator_ae_title: str,
+        originator_message_id: int,
+    ) -> ResultStream[SubOperationResult]:
+        """Hand the sub-operations to the destination's sender."""
+        return self._router.move(
+            move_destination,
+            items,
+            originator_ae_title=originator_ae_title,
+            originator_message_id=originator_message_id,
+        )
+
+    def prepare(self, item: RetrieveItem, accepted: Sequence[str]) -> Prepared:
+        """``item`` in one of the ``accepted`` syntaxes (C-GET)."""
+        return self._prepare(item, accepted)

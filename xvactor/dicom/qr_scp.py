@@ -1,0 +1,447 @@
+"""Query/Retrieve and Modality Worklist SCP: the DIMSE exchange on an association's thread.
+
+pynetdicom's own Q/R service class opens its own association for every C-MOVE, which
+would bypass the destination's sender actor (one association at a time per destination),
+and needs decoded datasets for C-GET.  So the node serves C-FIND, C-MOVE and C-GET here:
+:func:`install` routes those requests of an association to :class:`QueryRetrieveSCP`,
+which only speaks DIMSE.  What to answer comes from a :class:`QueryServices` (the node's
+resolver and sender actors behind the loop bridge): identifiers travel as encoded bytes,
+matches stream back while the catalog is read, and every exception becomes a status at
+one place (:func:`~xvactor.dicom.status.status_for`).
+
+* C-FIND (PS3.4 C.4.1, K.4.1): one Pending response per match, then Success; a C-CANCEL
+  ends it with Cancel (0xFE00) before the next match.
+* C-MOVE (PS3.4 C.4.2): the sub-operations go through the destination's sender; one
+  Pending response per completed sub-operation with the Number of Remaining, Completed,
+  Failed and Warning Sub-operations; the final response lists the Failed SOP Instance UIDs.
+* C-GET (PS3.4 C.4.3): the C-STORE sub-operations run on this association, in a
+  presentation context the requester accepted with the SCP role (PS3.7 D.3.3.4); a file
+  whose transfer syntax it did not accept is converted first, or counted as failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, cast
+
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE
+from pynetdicom.dsutils import encode
+
+from xvactor.dicom.contexts import (
+    FIND_SOP_CLASSES,
+    GET_SOP_CLASSES,
+    MODALITY_WORKLIST_FIND,
+    MOVE_SOP_CLASSES,
+)
+from xvactor.dicom.status import Status, StatusReply, status_for
+
+__all__ = [
+    "Prepared",
+    "QueryRetrieveSCP",
+    "QueryServices",
+    "ResultStream",
+    "RetrieveItem",
+    "SubOperationResult",
+    "install",
+]
+
+LOGGER = logging.getLogger("xvactor.qr")
+
+T_co = TypeVar("T_co", covariant=True)
+
+_FIND = frozenset((*FIND_SOP_CLASSES, MODALITY_WORKLIST_FIND))
+_MOVE = frozenset(MOVE_SOP_CLASSES)
+_GET = frozenset(GET_SOP_CLASSES)
+
+
+class ResultStream(Protocol[T_co]):
+    """Results that arrive while they are produced; ``close`` stops the producer."""
+
+    def __iter__(self) -> Iterator[T_co]:
+        """The results in order; a failure of the producer is raised here."""
+        ...
+
+    def close(self) -> None:
+        """Stop early (C-CANCEL): the producer stops before its next result."""
+        ...
+
+
+@dataclass(frozen=True)
+class RetrieveItem:
+    """One instance a C-MOVE or C-GET sends."""
+
+    path: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+
+
+@dataclass(frozen=True)
+class SubOperationResult:
+    """How one C-STORE sub-operation ended."""
+
+    sop_instance_uid: str
+    status: int
+    error_comment: str = ""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An instance ready to be sent in one of the requester's accepted syntaxes."""
+
+    source: Path | Dataset
+    """The file itself (its syntax was accepted), or a converted dataset with file meta."""
+
+
+class QueryServices(Protocol):
+    """What the SCP needs from the node; every method may block (it runs on a thread)."""
+
+    def find(
+        self, sop_class_uid: str, transfer_syntax_uid: str, identifier: bytes
+    ) -> ResultStream[bytes]:
+        """Matches for a C-FIND, each an Identifier encoded in ``transfer_syntax_uid``."""
+        ...
+
+    def retrieve(
+        self, sop_class_uid: str, transfer_syntax_uid: str, identifier: bytes
+    ) -> Sequence[RetrieveItem]:
+        """The instances a C-MOVE or C-GET Identifier selects."""
+        ...
+
+    def check_move_destination(self, move_destination: str) -> None:
+        """Raise ``MoveDestinationUnknown`` for an AE title that is not a destination."""
+        ...
+
+    def move(
+        self,
+        move_destination: str,
+        items: Sequence[RetrieveItem],
+        *,
+        originator_ae_title: str,
+        originator_message_id: int,
+    ) -> ResultStream[SubOperationResult]:
+        """Send ``items`` through the destination's sender, one result per item."""
+        ...
+
+    def prepare(self, item: RetrieveItem, accepted: Sequence[str]) -> Prepared:
+        """``item`` in one of the ``accepted`` transfer syntaxes (for C-GET)."""
+        ...
+
+
+def install(assoc: Association, services: QueryServices) -> None:
+    """Serve ``assoc``'s C-FIND, C-MOVE and C-GET requests with ``services``."""
+    scp = QueryRetrieveSCP(assoc, services)
+    stock = assoc._serve_request
+
+    def serve_request(msg: Any, context_id: int) -> None:
+        if not scp.serve(msg, context_id):
+            stock(msg, context_id)
+
+    assoc._serve_request = serve_request  # type: ignore[method-assign]
+
+
+@dataclass
+class _Counts:
+    remaining: int
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    failed_uids: list[str] = field(default_factory=list)
+
+    def add(self, result: SubOperationResult) -> None:
+        self.remaining -= 1
+        category = _category(result.status)
+        if category == "success":
+            self.completed += 1
+        elif category == "warning":
+            self.warning += 1
+        else:
+            self.failed += 1
+            self.failed_uids.append(result.sop_instance_uid)
+
+    def fail_rest(self, uids: Iterable[str]) -> None:
+        for uid in uids:
+            self.failed += 1
+            self.failed_uids.append(uid)
+        self.remaining = 0
+
+
+def _category(status: int) -> str:
+    """PS3.4 B.2.3 C-STORE status categories."""
+    if status == 0x0000:
+        return "success"
+    if status in (0x0001, 0x0107, 0x0116) or status >> 12 == 0xB:
+        return "warning"
+    return "failure"
+
+
+class QueryRetrieveSCP:
+    """The C-FIND, C-MOVE and C-GET exchanges of one association."""
+
+    def __init__(self, assoc: Association, services: QueryServices) -> None:
+        self._assoc = assoc
+        self._services = services
+
+    def serve(self, msg: Any, context_id: int) -> bool:
+        """Serve ``msg`` if it is a Q/R or worklist request (``False``: not ours)."""
+        sop_class = str(getattr(msg, "AffectedSOPClassUID", "") or "")
+        if isinstance(msg, C_FIND) and sop_class in _FIND:
+            self._guarded(self._find, msg, context_id)
+        elif isinstance(msg, C_MOVE) and sop_class in _MOVE:
+            self._guarded(self._move, msg, context_id)
+        elif isinstance(msg, C_GET) and sop_class in _GET:
+            self._guarded(self._get, msg, context_id)
+        else:
+            return False
+        return True
+
+    def _guarded(self, serve: Callable[[Any, int], None], msg: Any, context_id: int) -> None:
+        try:
+            serve(msg, context_id)
+        except Exception:  # the DIMSE exchange itself failed (peer gone): nothing to answer
+            LOGGER.warning("Q/R request from %s failed", self._calling, exc_info=True)
+
+    @property
+    def _calling(self) -> str:
+        return str(self._assoc.requestor.ae_title).strip()
+
+    def _transfer_syntax(self, context_id: int) -> UID:
+        return self._assoc._accepted_cx[context_id].transfer_syntax[0]
+
+    def _identifier(self, msg: Any) -> bytes:
+        identifier = msg.Identifier
+        return identifier.getvalue() if isinstance(identifier, BytesIO) else b""
+
+    def _cancelled(self, message_id: int) -> bool:
+        return self._assoc.dimse.cancel_req.pop(message_id, None) is not None
+
+    def _send(self, rsp: Any, context_id: int) -> None:
+        self._assoc.dimse.send_msg(rsp, context_id)
+
+    def _status_identifier(self, context_id: int, **elements: object) -> BytesIO:
+        ds = Dataset()
+        for keyword, value in elements.items():
+            setattr(ds, keyword, value)
+        syntax = self._transfer_syntax(context_id)
+        encoded = encode(ds, syntax.is_implicit_VR, syntax.is_little_endian)
+        return BytesIO(cast(bytes, encoded))
+
+    # --- C-FIND ---------------------------------------------------------------------------
+
+    def _find(self, req: C_FIND, context_id: int) -> None:
+        message_id = cast(int, req.MessageID)
+        rsp: Any = C_FIND()
+        rsp.MessageIDBeingRespondedTo = message_id
+        rsp.AffectedSOPClassUID = req.AffectedSOPClassUID
+        reply: StatusReply = status_for(None)
+        stream: ResultStream[bytes] | None = None
+        matches = 0
+        try:
+            stream = self._services.find(
+                str(req.AffectedSOPClassUID),
+                str(self._transfer_syntax(context_id)),
+                self._identifier(req),
+            )
+            for identifier in stream:
+                if self._cancelled(message_id):
+                    reply = StatusReply(Status.CANCEL)
+                    break
+                rsp.Status = Status.PENDING
+                rsp.Identifier = BytesIO(identifier)
+                self._send(rsp, context_id)
+                matches += 1
+        except Exception as exc:
+            LOGGER.debug("C-FIND failed", exc_info=True)
+            reply = status_for(exc)
+        finally:
+            if stream is not None:
+                stream.close()
+        LOGGER.info(
+            "C-FIND from %s: %d match(es), 0x%04X %s",
+            self._calling,
+            matches,
+            reply.status,
+            reply.error_comment or "",
+        )
+        rsp.Status = reply.status
+        rsp.Identifier = None
+        rsp.ErrorComment = reply.error_comment if reply.status != Status.CANCEL else None
+        self._send(rsp, context_id)
+
+    # --- C-MOVE ---------------------------------------------------------------------------
+
+    def _move(self, req: C_MOVE, context_id: int) -> None:
+        message_id = cast(int, req.MessageID)
+        rsp: Any = C_MOVE()
+        rsp.MessageIDBeingRespondedTo = message_id
+        rsp.AffectedSOPClassUID = req.AffectedSOPClassUID
+        counts: _Counts | None = None
+        reply = status_for(None)
+        stream: ResultStream[SubOperationResult] | None = None
+        try:
+            self._services.check_move_destination(str(req.MoveDestination).strip())
+            items = self._services.retrieve(
+                str(req.AffectedSOPClassUID),
+                str(self._transfer_syntax(context_id)),
+                self._identifier(req),
+            )
+            counts = _Counts(remaining=len(items))
+            stream = self._services.move(
+                str(req.MoveDestination).strip(),
+                items,
+                originator_ae_title=self._calling,
+                originator_message_id=message_id,
+            )
+            for result in stream:
+                counts.add(result)
+                if self._cancelled(message_id):
+                    reply = StatusReply(Status.CANCEL)
+                    break
+                if counts.remaining:
+                    self._pending(rsp, counts, context_id)
+            if reply.status != Status.CANCEL and counts.remaining:
+                done = len(items) - counts.remaining
+                counts.fail_rest(item.sop_instance_uid for item in items[done:])
+        except Exception as exc:
+            LOGGER.debug("C-MOVE failed", exc_info=True)
+            reply = status_for(exc)
+        finally:
+            if stream is not None:
+                stream.close()
+        self._final(rsp, counts, reply, context_id, "C-MOVE")
+
+    def _pending(self, rsp: Any, counts: _Counts, context_id: int) -> None:
+        rsp.Status = Status.PENDING
+        rsp.Identifier = None
+        rsp.NumberOfRemainingSuboperations = counts.remaining
+        rsp.NumberOfCompletedSuboperations = counts.completed
+        rsp.NumberOfFailedSuboperations = counts.failed
+        rsp.NumberOfWarningSuboperations = counts.warning
+        self._send(rsp, context_id)
+
+    def _final(
+        self,
+        rsp: Any,
+        counts: _Counts | None,
+        reply: StatusReply,
+        context_id: int,
+        service: str,
+    ) -> None:
+        """The last response (PS3.4 C.4.2.1.5 / C.4.3.1.4)."""
+        rsp.Identifier = None
+        rsp.NumberOfRemainingSuboperations = None
+        if counts is not None:
+            rsp.NumberOfCompletedSuboperations = counts.completed
+            rsp.NumberOfFailedSuboperations = counts.failed
+            rsp.NumberOfWarningSuboperations = counts.warning
+            if reply.status == Status.SUCCESS and counts.failed:
+                total = counts.completed + counts.failed + counts.warning
+                reply = StatusReply(
+                    Status.UNABLE_TO_PERFORM_SUBOPERATIONS
+                    if counts.failed == total
+                    else Status.SUBOPERATIONS_COMPLETE_WITH_FAILURES,
+                    f"{counts.failed} of {total} sub-operations failed",
+                )
+            elif reply.status == Status.SUCCESS and counts.warning:
+                reply = StatusReply(Status.SUBOPERATIONS_COMPLETE_WITH_FAILURES)
+            if reply.status == Status.CANCEL:
+                rsp.NumberOfRemainingSuboperations = counts.remaining
+            if counts.failed_uids and reply.status != Status.SUCCESS:
+                rsp.Identifier = self._status_identifier(
+                    context_id, FailedSOPInstanceUIDList=counts.failed_uids
+                )
+        rsp.Status = reply.status
+        rsp.ErrorComment = reply.error_comment if reply.status >> 12 in (0xA, 0xC) else None
+        if counts is not None:
+            LOGGER.info(
+                "%s from %s: %d completed, %d failed, %d warning, 0x%04X %s",
+                service,
+                self._calling,
+                counts.completed,
+                counts.failed,
+                counts.warning,
+                reply.status,
+                reply.error_comment or "",
+            )
+        else:
+            LOGGER.info(
+                "%s from %s: 0x%04X %s",
+                service,
+                self._calling,
+                reply.status,
+                reply.error_comment or "",
+            )
+        self._send(rsp, context_id)
+
+    # --- C-GET ----------------------------------------------------------------------------
+
+    def _get(self, req: C_GET, context_id: int) -> None:
+        message_id = cast(int, req.MessageID)
+        rsp: Any = C_GET()
+        rsp.MessageIDBeingRespondedTo = message_id
+        rsp.AffectedSOPClassUID = req.AffectedSOPClassUID
+        counts: _Counts | None = None
+        reply = status_for(None)
+        try:
+            items = self._services.retrieve(
+                str(req.AffectedSOPClassUID),
+                str(self._transfer_syntax(context_id)),
+                self._identifier(req),
+            )
+            counts = _Counts(remaining=len(items))
+            for index, item in enumerate(items):
+                if self._cancelled(message_id):
+                    reply = StatusReply(Status.CANCEL)
+                    break
+                sub_message_id = (message_id + index) % 65535 + 1
+                counts.add(self._store(item, sub_message_id))
+                if not self._assoc.is_established:
+                    return
+                if counts.remaining:
+                    self._pending(rsp, counts, context_id)
+        except Exception as exc:
+            LOGGER.debug("C-GET failed", exc_info=True)
+            reply = status_for(exc)
+        if self._assoc.is_established:
+            self._final(rsp, counts, reply, context_id, "C-GET")
+
+    def _accepted(self, sop_class_uid: str) -> list[str]:
+        """Syntaxes the requester accepted for ``sop_class_uid`` with us as C-STORE SCU."""
+        return [
+            str(cx.transfer_syntax[0])
+            for cx in self._assoc.accepted_contexts
+            if cx.abstract_syntax == sop_class_uid and cx.as_scu
+        ]
+
+    def _store(self, item: RetrieveItem, message_id: int) -> SubOperationResult:
+        """One C-STORE sub-operation on this association (PS3.4 C.4.3.3.1)."""
+        accepted = self._accepted(item.sop_class_uid)
+        if not accepted:
+            return SubOperationResult(
+                item.sop_instance_uid,
+                Status.UNABLE_TO_PERFORM_SUBOPERATIONS,
+                "No presentation context with the SCP role for the SOP Class",
+            )
+        try:
+            prepared = self._services.prepare(item, accepted)
+            status = self._assoc.send_c_store(prepared.source, msg_id=message_id)
+        except Exception as exc:
+            if not self._assoc.is_established:
+                raise
+            reply = status_for(exc)
+            LOGGER.warning(
+                "C-GET sub-operation %s failed: %s", item.sop_instance_uid, reply.error_comment
+            )
+            return SubOperationResult(
+                item.sop_instance_uid, reply.status, reply.error_comment or ""
+            )
+        code = int(getattr(status, "Status", Status.UNABLE_TO_PERFORM_SUBOPERATIONS))
+        comment = str(getattr(status, "ErrorComment", "") or "")
+        return SubOperationResult(item.sop_instance_uid, code, comment)
