@@ -20,9 +20,14 @@ from collections.abc import Sequence
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
 from pydicom.multival import MultiValue
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-__all__ = ["naive_find"]
+from xvactor.dicom.records import InstanceRecord, record_from_header
+
+__all__ = ["header_record", "naive_find"]
 
 _UNIQUE = {
     "PATIENT": "PatientID",
@@ -200,3 +205,31 @@ def naive_find(
         for entity in _entities(instances, level)
         if _matches(identifier, entity, case_insensitive_names)
     ]
+
+
+def header_record(ds: Dataset, *, implicit: bool = False) -> InstanceRecord:
+    """The catalog record of ``ds`` as the storage path would make it, header included.
+
+    The header is ``ds`` without Pixel Data, encoded in Implicit or Explicit VR Little
+    Endian; the path is made up (``"<SOP Instance UID>.dcm"``).
+    """
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = implicit
+    header = Dataset()
+    for elem in ds:
+        if elem.tag < 0x7FE00010:
+            header.add(elem)
+    write_dataset(fp, header)
+    return record_from_header(
+        ds,
+        affected_sop_class_uid=str(ds.SOPClassUID),
+        affected_sop_instance_uid=str(ds.SOPInstanceUID),
+        transfer_syntax_uid=ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian,
+        path=f"{ds.SOPInstanceUID}.dcm",
+        size=len(fp.getvalue()),
+        dataset_offset=0,
+        calling_ae_title="TEST",
+        received_at=0.0,
+        header=fp.getvalue(),
+    )
