@@ -24,6 +24,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import msgspec
 
@@ -106,6 +107,9 @@ class QueuedItem(msgspec.Struct, frozen=True, kw_only=True):
 
 class Outbox(ABC):
     """The queue of one destination (see the module docstring)."""
+
+    blocking: ClassVar[bool] = True
+    """Whether calls block (run them on a worker thread) or return at once."""
 
     def __init__(self, destination: str) -> None:
         self.destination = destination
@@ -355,6 +359,8 @@ def pending_destinations(path: Path) -> list[str]:
 
 class MemoryOutbox(Outbox):
     """The same queue in memory: lost with the process, for embedders who want that."""
+
+    blocking: ClassVar[bool] = False
 
     def __init__(self, destination: str) -> None:
         super().__init__(destination)
