@@ -23,7 +23,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydicom.dataset import Dataset
 
 from xvactor.client.destinations import DestinationLike, peer_for, resolve
@@ -173,7 +173,8 @@ class Client:
         self._limiters = Limiters({"associate": max_associations})
         self._task_group: TaskGroup | None = None
         self._bridge: LoopBridge | None = None
-        self._operations: set[Operation] = set()
+        # Running operations, with the stream a C-FIND's matches wait in (None otherwise).
+        self._operations: dict[Operation, MemoryObjectReceiveStream[Dataset] | None] = {}
 
     async def __aenter__(self) -> Self:
         self._bridge = LoopBridge()
@@ -188,10 +189,15 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         task_group, self._task_group = self._task_group, None
-        for operation in list(self._operations):
+        for operation, receive in list(self._operations.items()):
+            if receive is not None:
+                receive.close()  # a worker blocked on a full buffer gets out and cancels
             operation.cancel()
         if task_group is not None:
-            await task_group.__aexit__(exc_type, exc, tb)
+            # The workers hand their errors to their callers and never raise here; the
+            # body's own exception is not passed in, so it propagates as it is instead of
+            # wrapped in an ExceptionGroup.
+            await task_group.__aexit__(None, None, None)
 
     def destination(self, dest: DestinationLike) -> Destination:
         """Resolve ``dest`` (a Destination, a configured name, or ``(host, port, ae)``)."""
@@ -249,7 +255,7 @@ class Client:
         errors: list[BaseException] = []
         done = anyio.Event()
         operation = Operation(peer, "find", model, identifier, on_match=_forward(send))
-        self._operations.add(operation)
+        self._operations[operation] = receive
         self._task_group.start_soon(self._run_find, operation, send, box, errors, done)
         try:
             async with receive:
@@ -287,7 +293,7 @@ class Client:
         except Exception as exc:  # handed to the consumer, never lost in the task group
             errors.append(exc)
         finally:
-            self._operations.discard(operation)
+            self._operations.pop(operation, None)
             send.close()
             done.set()
 
@@ -404,19 +410,25 @@ class Client:
                 if not finished:
                     operation.cancel()
 
-        self._operations.add(operation)
+        failure: Exception | None = None
+        outcome: object = None
+        self._operations[operation] = None
         try:
             async with anyio.create_task_group() as watch:
                 watch.start_soon(cancel_when_cancelled)
                 try:
                     outcome = await run_blocking(self._limiters, "associate", operation.run)
+                except Exception as exc:  # raised below, not wrapped in an ExceptionGroup
+                    failure = exc
                 finally:
                     finished = True
                     watch.cancel_scope.cancel()
-        except AssociationFailed as exc:
-            raise NoAssociation(str(exc)) from None
         finally:
-            self._operations.discard(operation)
+            self._operations.pop(operation, None)
+        if isinstance(failure, AssociationFailed):
+            raise NoAssociation(str(failure)) from None
+        if failure is not None:
+            raise failure
         assert isinstance(outcome, RetrieveOutcome)
         return outcome
 
