@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from xvactor.dicom.status import CannotUnderstand, DicomServiceError, Status
 from xvactor.query.matching import IGNORED_TAGS, is_universal
@@ -170,7 +171,7 @@ def _level(ds: Dataset, model: Model) -> Level:
 def _single_value(elem: DataElement) -> str | None:
     """The key's value when it is one value without wild cards, else ``None``."""
     value = elem.value
-    if value is None or elem.VR == "SQ" or isinstance(value, list | tuple):
+    if value is None or elem.VR == "SQ" or isinstance(value, MultiValue | list | tuple):
         return None
     text = str(value).strip(" \x00")
     if not text or "\\" in text or (elem.VR != "UI" and ("*" in text or "?" in text)):
