@@ -66,11 +66,28 @@ def read_worklist_file(path: Path) -> list[Dataset]:
     return [_read_dicom(path)]
 
 
+def _bare_dataset(path: Path) -> bool:
+    """Whether ``path`` starts like a bare Little Endian dataset of a worklist item.
+
+    Its first tag is then an even group up to (0040,xxxx) (File Meta, Specific Character
+    Set, Accession Number, Patient's Name, ...); checked before pydicom is forced to read
+    it, which would take any bytes for elements.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if len(head) < 4:
+        return False
+    group = int.from_bytes(head[:2], "little")
+    return group % 2 == 0 and 0x0002 <= group <= 0x0040
+
+
 def _read_dicom(path: Path) -> Dataset:
     try:
         try:
             ds = dcmread(path)
         except InvalidDicomError:  # a bare dataset without preamble and File Meta
+            if not _bare_dataset(path):
+                raise InvalidDicomError("no DICM prefix, no dataset") from None
             ds = dcmread(path, force=True)
     except Exception as exc:  # pydicom raises many types on garbage
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

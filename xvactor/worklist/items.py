@@ -178,8 +178,9 @@ def _index(stored: Dataset, data: bytes) -> IndexedItem:
     encodings = _encodings(charset)
     sps = stored.get(SPS_SEQUENCE)
     if sps is None or sps.VR != "SQ" or len(sps.value) != 1:
-        count = "no" if sps is None or sps.VR != "SQ" else str(len(sps.value))
-        msg = f"needs a ScheduledProcedureStepSequence with exactly one item (has {count})"
+        msg = "needs a ScheduledProcedureStepSequence with exactly one item"
+        if sps is not None and sps.VR == "SQ":
+            msg += f", it has {len(sps.value)}"
         raise WorklistItemError(msg)
     step = sps.value[0]
     found: dict[str, list[str]] = {}
