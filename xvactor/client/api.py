@@ -14,7 +14,7 @@ cancelled ``move``/``get`` also sends a C-CANCEL and returns once the peer has a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
@@ -22,16 +22,20 @@ from typing import Literal, Self
 import anyio
 import anyio.from_thread
 import anyio.to_thread
+import msgspec
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydicom.dataset import Dataset
 
+from xvactor.actors.sender import SenderInbox
+from xvactor.actors.senders import Senders, sender_limiters
 from xvactor.client.destinations import DestinationLike, peer_for, resolve
-from xvactor.client.errors import NoAssociation, ServiceFailed
+from xvactor.client.errors import ClientError, NoAssociation, ServiceFailed
 from xvactor.client.keys import identifier_from
-from xvactor.client.results import GetResult, MoveResult
+from xvactor.client.results import GetResult, MoveResult, StoreResult
 from xvactor.client.sinks import InstanceCallback, InstanceSink
-from xvactor.config import Destination, NodeConfig
+from xvactor.client.store import StoreInput, StoreProgressHandler, send_batch
+from xvactor.config import Destination, NodeConfig, QueueKind
 from xvactor.dicom.qr_scu import (
     AssociationFailed,
     Operation,
@@ -43,7 +47,7 @@ from xvactor.dicom.qr_scu import (
     echo,
 )
 from xvactor.dicom.status import Status
-from xvactor.runtime import Limiters, LoopBridge, run_blocking
+from xvactor.runtime import ActorRef, Limiters, LoopBridge, run_blocking
 
 __all__ = ["Client", "FindResponses", "Model"]
 
@@ -175,9 +179,12 @@ class Client:
         self._bridge: LoopBridge | None = None
         # Running operations, with the stream a C-FIND's matches wait in (None otherwise).
         self._operations: dict[Operation, MemoryObjectReceiveStream[Dataset] | None] = {}
+        self._senders: Senders | None = None
+        self._senders_lock: anyio.Lock | None = None
 
     async def __aenter__(self) -> Self:
         self._bridge = LoopBridge()
+        self._senders_lock = anyio.Lock()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         return self
@@ -193,6 +200,10 @@ class Client:
             if receive is not None:
                 receive.close()  # a worker blocked on a full buffer gets out and cancels
             operation.cancel()
+        senders, self._senders = self._senders, None
+        if senders is not None:
+            with anyio.CancelScope(shield=True):
+                await senders.supervisor.stop()
         if task_group is not None:
             # The workers hand their errors to their callers and never raise here; the
             # body's own exception is not passed in, so it propagates as it is instead of
@@ -216,6 +227,61 @@ class Client:
             return await run_blocking(self._limiters, "associate", echo, peer)
         except AssociationFailed as exc:
             raise NoAssociation(str(exc)) from None
+
+    async def store(
+        self,
+        dest: DestinationLike,
+        items: Sequence[StoreInput],
+        *,
+        on_progress: StoreProgressHandler | None = None,
+    ) -> list[StoreResult]:
+        """C-STORE paths and/or datasets to ``dest``, in order, over one association.
+
+        The instances go through a sender actor of this client (the code a node forwards
+        with, PS3.4 Annex B): one association per destination, reused by later calls until
+        idle for ``[sender] idle_release`` seconds.  Nothing is retried here: a transport
+        failure ends the batch (``outcome`` ``"retry"``, status 0xA700).
+
+        Parameters
+        ----------
+        dest : DestinationLike
+            The Storage SCP.
+        items : sequence of path or Dataset
+            Part 10 files, or datasets (written to a temporary file first).
+        on_progress : coroutine function, optional
+            Awaited with a :class:`~xvactor.client.StoreProgress` after each instance.
+
+        Returns
+        -------
+        list of StoreResult
+            One per input, in input order; ``result.ok`` for success or warning.
+        """
+        ref = await self._sender(dest)
+        return await send_batch(ref, items, on_progress=on_progress)
+
+    async def _sender(self, dest: DestinationLike) -> ActorRef[SenderInbox]:
+        destination = self.destination(dest)
+        if self._task_group is None or self._senders_lock is None:
+            raise RuntimeError("use the client inside 'async with Client(...)'")
+        async with self._senders_lock:
+            if self._senders is None:
+                config = msgspec.structs.replace(
+                    self.config,
+                    ae_title=self.ae_title,
+                    sender=msgspec.structs.replace(self.config.sender, queue=QueueKind.MEMORY),
+                )
+                senders = Senders(config, Limiters(sender_limiters(config)), doorbell=False)
+                await self._task_group.start(senders.supervisor.run)
+                self._senders = senders
+            senders = self._senders
+        if destination in self.config.destinations:
+            return senders.by_name(destination.name)
+        if destination.tls is not None or destination.local_ae_title is not None:
+            raise ClientError(
+                f"store to {destination.name!r}: a destination with TLS or a local AE "
+                "title must be in the client's configuration"
+            )
+        return await senders.ad_hoc(destination.host, destination.port, destination.ae_title)
 
     def find(
         self,
