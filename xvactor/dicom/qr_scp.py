@@ -203,10 +203,16 @@ class QueryRetrieveSCP:
         return True
 
     def _guarded(self, serve: Callable[[Any, int], None], msg: Any, context_id: int) -> None:
+        # As pynetdicom's own dispatch does: the reactor counts as paused while a request
+        # is served, so that send_c_store() (C-GET) may run on this thread.
+        self._assoc._is_paused = True
         try:
             serve(msg, context_id)
         except Exception:  # the DIMSE exchange itself failed (peer gone): nothing to answer
             LOGGER.warning("Q/R request from %s failed", self._calling, exc_info=True)
+        finally:
+            self._assoc._is_paused = False
+            self._assoc.dimse.cancel_req = {}  # C-CANCELs for requests already answered
 
     @property
     def _calling(self) -> str:

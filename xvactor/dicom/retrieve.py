@@ -64,7 +64,7 @@ def _transcode(item: RetrieveItem, accepted: Sequence[str]) -> Dataset:
         )
     ds = dcmread(item.path)
     try:
-        ds.decompress()
+        ds.decompress(generate_instance_uid=False)
     except Exception as exc:
         raise NoAcceptableSyntax(f"Cannot decompress: {exc}"[:64]) from exc
     ds.file_meta.TransferSyntaxUID = UID(targets[0])

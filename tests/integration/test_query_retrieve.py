@@ -1,0 +1,273 @@
+"""Q/R FIND, MOVE and GET against DCMTK's findscu, movescu and getscu (PS3.4 C.4)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
+
+from xvactor.testing.datasets import make_dataset, write_in_transfer_syntax
+from xvactor.testing.dcmtk import require_tool, run_tool
+from xvactor.testing.net import free_port
+from xvactor.testing.node import NodeHandle
+
+pytestmark = pytest.mark.dcmtk
+
+ALL_SERVICES = ["echo", "store", "query", "retrieve"]
+MODEL_FLAG = {"patient": "-P", "study": "-S", "psonly": "-O"}
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What the test stored: two patients, three studies, five series, eight instances."""
+
+    node: NodeHandle
+    datasets: tuple[Dataset, ...]
+    move_port: int
+
+    def uids(self, keyword: str, **where: str) -> set[str]:
+        return {
+            str(getattr(ds, keyword))
+            for ds in self.datasets
+            if all(str(getattr(ds, k)) == v for k, v in where.items())
+        }
+
+
+def _instances() -> list[Dataset]:
+    layout = [
+        # patient name, id, study date, modality, [instances per series]
+        ("Müller^Jürgen", "PA", "20240105", "CT", [2, 1]),
+        ("Müller^Jürgen", "PA", "20240320", "MR", [1]),
+        ("Smith^John", "PB", "20231111", "CT", [2, 2]),
+    ]
+    datasets: list[Dataset] = []
+    for name, patient_id, date, modality, series in layout:
+        study = generate_uid()
+        for number, count in enumerate(series, start=1):
+            series_uid = generate_uid()
+            for index in range(count):
+                ds = make_dataset(
+                    patient_name=name,
+                    patient_id=patient_id,
+                    study_uid=study,
+                    series_uid=series_uid,
+                    modality=modality,
+                    rows=16,
+                    columns=16,
+                    seed=len(datasets),
+                )
+                ds.StudyDate = date
+                ds.SeriesNumber = number
+                ds.InstanceNumber = index + 1
+                ds.StudyDescription = f"{modality} study {date}"
+                datasets.append(ds)
+    return datasets
+
+
+@pytest.fixture
+def catalog(make_node: Callable[..., NodeHandle], tmp_path: Path) -> Catalog:
+    move_port = free_port()
+    node = make_node(
+        clients=[{"name": "all", "allow": ALL_SERVICES}],
+        destinations=[
+            {"name": "mover", "ae_title": "MOVESCU", "host": "127.0.0.1", "port": move_port}
+        ],
+    )
+    datasets = _instances()
+    files = []
+    for index, ds in enumerate(datasets):
+        syntax = RLELossless if index == 0 else ExplicitVRLittleEndian
+        files.append(write_in_transfer_syntax(ds, syntax, tmp_path / f"in{index}.dcm"))
+    for flag, batch in (("-xr", files[:1]), ("-xe", files[1:])):
+        run_tool(
+            "storescu", "-aet", "LOADER", "-aec", node.ae_title, flag,
+            node.host, str(node.port), *batch, check=True,
+        )  # fmt: skip
+    return Catalog(node, tuple(datasets), move_port)
+
+
+def query_file(path: Path, level: str, charset: str | None = None, **keys: str) -> Path:
+    """A query Identifier as a file (so Latin-1 values reach findscu byte for byte)."""
+    ds = Dataset()
+    if charset:
+        ds.SpecificCharacterSet = charset
+    ds.QueryRetrieveLevel = level
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path, implicit_vr=False, little_endian=True)
+    return path
+
+
+def findscu(
+    cat: Catalog, tmp_path: Path, model: str, query: Path, *extra: str
+) -> tuple[subprocess.CompletedProcess[str], list[Dataset]]:
+    out = tmp_path / f"rsp-{query.stem}"
+    out.mkdir()
+    result = run_tool(
+        "findscu", MODEL_FLAG[model], "-aet", "VIEWER", "-aec", cat.node.ae_title, "-X",
+        "-od", str(out), *extra, cat.node.host, str(cat.node.port), str(query),
+    )  # fmt: skip
+    return result, [dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
+
+
+def test_study_root_study_level_with_latin1_wildcard(catalog: Catalog, tmp_path: Path) -> None:
+    query = query_file(
+        tmp_path / "q1.dcm",
+        "STUDY",
+        charset="ISO_IR 100",
+        PatientName="Müller*",
+        StudyInstanceUID="",
+        StudyDate="",
+        ModalitiesInStudy="",
+    )
+    result, responses = findscu(catalog, tmp_path, "study", query)
+    assert result.returncode == 0, result.stderr
+    assert {str(r.StudyInstanceUID) for r in responses} == catalog.uids(
+        "StudyInstanceUID", PatientID="PA"
+    )
+    for response in responses:
+        assert response.SpecificCharacterSet == "ISO_IR 100"
+        assert str(response.PatientName) == "Müller^Jürgen"
+        assert response.QueryRetrieveLevel == "STUDY"
+
+
+@pytest.mark.parametrize("model", ["patient", "study", "psonly"])
+def test_every_model_answers_its_levels(catalog: Catalog, tmp_path: Path, model: str) -> None:
+    if model != "study":
+        query = query_file(tmp_path / "p.dcm", "PATIENT", PatientID="", PatientName="")
+        result, responses = findscu(catalog, tmp_path, model, query)
+        assert result.returncode == 0, result.stderr
+        assert sorted(str(r.PatientID) for r in responses) == ["PA", "PB"]
+    keys = {"PatientID": "PB"} if model != "study" else {}
+    query = query_file(tmp_path / "s.dcm", "STUDY", StudyDate="20231101-", **keys)
+    query_ds = dcmread(query, force=True)
+    query_ds.StudyInstanceUID = ""
+    query_ds.save_as(query, implicit_vr=False, little_endian=True)
+    result, responses = findscu(catalog, tmp_path, model, query)
+    assert result.returncode == 0, result.stderr
+    expected = {
+        str(ds.StudyInstanceUID)
+        for ds in catalog.datasets
+        if ds.StudyDate >= "20231101" and (model == "study" or ds.PatientID == "PB")
+    }
+    assert {str(r.StudyInstanceUID) for r in responses} == expected
+
+
+def test_series_and_image_levels(catalog: Catalog, tmp_path: Path) -> None:
+    study = next(iter(catalog.uids("StudyInstanceUID", PatientID="PB")))
+    query = query_file(
+        tmp_path / "se.dcm", "SERIES", StudyInstanceUID=study, SeriesInstanceUID="", Modality="CT"
+    )
+    result, responses = findscu(catalog, tmp_path, "study", query)
+    assert result.returncode == 0, result.stderr
+    assert {str(r.SeriesInstanceUID) for r in responses} == catalog.uids(
+        "SeriesInstanceUID", StudyInstanceUID=study
+    )
+    series = str(responses[0].SeriesInstanceUID)
+    query = query_file(
+        tmp_path / "im.dcm",
+        "IMAGE",
+        StudyInstanceUID=study,
+        SeriesInstanceUID=series,
+        SOPInstanceUID="",
+        InstanceNumber="",
+    )
+    result, responses = findscu(catalog, tmp_path, "study", query)
+    assert result.returncode == 0, result.stderr
+    assert {str(r.SOPInstanceUID) for r in responses} == catalog.uids(
+        "SOPInstanceUID", SeriesInstanceUID=series
+    )
+
+
+def test_bad_identifier_gets_a_failure_status(catalog: Catalog, tmp_path: Path) -> None:
+    query = query_file(tmp_path / "bad.dcm", "SERIES", PatientName="Smith*")
+    query_ds = dcmread(query, force=True)
+    del query_ds.QueryRetrieveLevel
+    query_ds.save_as(query, implicit_vr=False, little_endian=True)
+    result, responses = findscu(catalog, tmp_path, "study", query, "-v")
+    assert responses == []
+    output = result.stdout + result.stderr
+    assert "Final Find Response (Error: DataSetDoesNotMatchSOPClass)" in output, output
+
+
+def test_cancel_stops_the_query(make_node: Callable[..., NodeHandle], tmp_path: Path) -> None:
+    node = make_node(clients=[{"name": "all", "allow": ALL_SERVICES}])
+    total = 300
+    study, series = generate_uid(), generate_uid()
+    files = [
+        write_in_transfer_syntax(
+            make_dataset(study_uid=study, series_uid=series, rows=8, columns=8),
+            ExplicitVRLittleEndian,
+            tmp_path / f"c{index}.dcm",
+        )
+        for index in range(total)
+    ]
+    run_tool("storescu", "-aec", node.ae_title, node.host, str(node.port), *files, check=True)
+    cat = Catalog(node, (), 0)
+    query = query_file(
+        tmp_path / "all.dcm", "IMAGE", StudyInstanceUID=study, SeriesInstanceUID=series,
+        SOPInstanceUID="",
+    )  # fmt: skip
+    result, responses = findscu(cat, tmp_path, "study", query, "--cancel", "1", "-v")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert 1 <= len(responses) < total, output
+    assert "Final Find Response (Cancel" in output or "Matching is terminated" in output, output
+
+
+@pytest.fixture
+def move_scp(catalog: Catalog, tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "moved"
+
+
+def movescu(cat: Catalog, tmp_path: Path, destination: str, *keys: str) -> tuple[str, Path]:
+    out = tmp_path / "moved"
+    out.mkdir(exist_ok=True)
+    result = run_tool(
+        "movescu", "-S", "-aet", "MOVESCU", "-aec", cat.node.ae_title, "-aem", destination,
+        "+P", str(cat.move_port), "-od", str(out), "+xa", "-v",
+        *(arg for key in keys for arg in ("-k", key)), cat.node.host, str(cat.node.port),
+    )  # fmt: skip
+    return result.stdout + result.stderr, out
+
+
+def test_move_a_study_to_the_requesters_own_scp(catalog: Catalog, tmp_path: Path) -> None:
+    study = next(iter(catalog.uids("StudyInstanceUID", PatientID="PB")))
+    output, out = movescu(
+        catalog, tmp_path, "MOVESCU", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study}"
+    )
+    received = {str(dcmread(p).SOPInstanceUID) for p in out.iterdir()}
+    assert received == catalog.uids("SOPInstanceUID", StudyInstanceUID=study), output
+    assert "Remaining" in output
+
+
+def test_move_to_an_unknown_destination_is_0xa801(catalog: Catalog, tmp_path: Path) -> None:
+    output, out = movescu(catalog, tmp_path, "NOBODY", "QueryRetrieveLevel=PATIENT", "PatientID=PA")
+    assert "0xa801" in output.lower(), output
+    assert list(out.iterdir()) == []
+
+
+def test_get_a_series_on_the_same_association(catalog: Catalog, tmp_path: Path) -> None:
+    require_tool("getscu")
+    study = str(catalog.datasets[0].StudyInstanceUID)
+    out = tmp_path / "got"
+    out.mkdir()
+    result = run_tool(
+        "getscu", "-S", "-aet", "GETTER", "-aec", catalog.node.ae_title, "-od", str(out),
+        "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
+        catalog.node.host, str(catalog.node.port),
+    )  # fmt: skip
+    received = {str(dcmread(p).SOPInstanceUID): dcmread(p) for p in out.iterdir()}
+    assert set(received) == catalog.uids("SOPInstanceUID", StudyInstanceUID=study), (
+        result.stdout + result.stderr
+    )
+    # The first instance is stored RLE; getscu accepts only uncompressed by default, so it
+    # arrives converted, with the same pixels.
+    first = catalog.datasets[0]
+    assert received[str(first.SOPInstanceUID)].PixelData == first.PixelData
