@@ -9,6 +9,7 @@ streamed from an iterator of chunks so a large object never sits in memory whole
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -164,12 +165,31 @@ def write_part10(
         meta = DicomFileLike(fp)
         meta.is_little_endian, meta.is_implicit_VR = True, False
         write_file_meta_info(meta, file_meta, enforce_standard=True)
-    correct_ambiguous_vr(ds, fmt.little_endian)
+    try:
+        correct_ambiguous_vr(ds, fmt.little_endian)
+    except AttributeError:  # an attribute the choice depends on is missing
+        _settle_ambiguous_vr(ds)
     for part in _encode_body(ds, fmt, None, bulk, top=True):
         if isinstance(part, BulkElement):
             part.write(fp, fmt)
         else:
             fp.write(part)
+
+
+def _settle_ambiguous_vr(ds: Dataset) -> None:
+    """Give each element still of an ambiguous VR (``"US or OW"``) a definite one.
+
+    Bytes values become OW (or OB), numbers US: what pydicom would pick with the
+    attributes PS3.5 Annex A.1 c consults, when those are absent.
+    """
+    for elem in ds.iterall():
+        if elem.VR is not None and " or " in elem.VR:
+            options = elem.VR.split(" or ")
+            binary = [vr for vr in options if vr.startswith("O")]
+            if isinstance(elem.value, bytes) and binary:
+                elem.VR = "OW" if "OW" in binary else binary[0]
+            else:
+                elem.VR = next((vr for vr in options if not vr.startswith("O")), options[0])
 
 
 def encode_item_body(ds: Dataset, fmt: Format) -> bytes:
@@ -189,20 +209,16 @@ def _encode_body(
     tags = [tag for tag in sorted(ds.keys()) if _keep(tag, top=top)]
     if bulk is not None:
         tags = sorted({*tags, BaseTag(bulk.tag)})
-    group_start = 0
-    parts: list[Part] = []
-    for index, tag in enumerate(tags):
-        if bulk is not None and tag == bulk.tag:
-            parts.append(bulk)
-        else:
-            elem = ds[tag]
-            if fmt.drop_empty and _is_empty(elem):
+    for group, members in itertools.groupby(tags, key=lambda tag: tag.group):
+        parts: list[Part] = []
+        for tag in members:
+            if bulk is not None and tag == bulk.tag:
+                parts.append(bulk)
                 continue
-            parts.append(_encode_element(elem, fmt, charset))
-        last_of_group = index + 1 == len(tags) or tags[index + 1].group != tag.group
-        if last_of_group:
-            yield from _with_group_length(parts[group_start:], tag.group, fmt)
-            group_start = len(parts)
+            elem = ds[tag]
+            if not (fmt.drop_empty and _is_empty(elem)):
+                parts.append(_encode_element(elem, fmt, charset))
+        yield from _with_group_length(parts, group, fmt)
 
 
 def _keep(tag: BaseTag, *, top: bool) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import io
 import itertools
 import os
 import struct
@@ -300,20 +299,12 @@ def _encapsulated(
 ) -> BulkElement:
     decoded = plan.decoded
     assert decoded is not None
-    store: IO[bytes] = io.BytesIO()
-    if spool is not None:
-        store = spool.enter_context(
-            tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
-        )
-    lengths: list[int] = []
+    store = _Spool(spool)
     for index, arr in enumerate(_arrays(pixels, plan), start=1):
-        data = _in_frame(
-            index, decoded, functools.partial(encode_frame, plan.target, arr, decoded, quality)
-        )
-        store.write(data)
-        if len(data) % 2:  # PS3.5 A.4: fragments have an even length
-            store.write(b"\x00")
-        lengths.append(len(data) + len(data) % 2)
+        encode = functools.partial(encode_frame, plan.target, arr, decoded, quality)
+        data = _in_frame(index, decoded, encode)
+        store.append(data + b"\x00" * (len(data) % 2))  # PS3.5 A.4: even fragments
+    lengths = store.lengths
     apply_plan(head, plan, compressed_size=sum(lengths))
     items = sum(8 + length for length in lengths)
     offsets = list(itertools.accumulate((8 + length for length in lengths[:-1]), initial=0))
@@ -323,13 +314,45 @@ def _encapsulated(
 
     def chunks() -> Iterator[bytes]:
         yield bot
-        store.seek(0)
-        for length in lengths:
-            yield _ITEM + struct.pack("<L", length)
-            yield store.read(length)
+        for data in store:
+            yield _ITEM + struct.pack("<L", len(data))
+            yield data
         yield _SEQUENCE_DELIMITER
 
     return BulkElement(PIXEL_DATA, "OB", None, len(bot) + items + len(_END), chunks)
+
+
+class _Spool:
+    """Compressed frames in a list, moved to a temporary file past :data:`_SPOOL_IN_MEMORY`.
+
+    Without an ExitStack to own a temporary file, everything stays in memory.
+    """
+
+    def __init__(self, owner: contextlib.ExitStack | None) -> None:
+        self._owner = owner
+        self._frames: list[bytes] = []
+        self._file: IO[bytes] | None = None
+        self.lengths: list[int] = []
+
+    def append(self, data: bytes) -> None:
+        self.lengths.append(len(data))
+        spill = self._file is None and sum(self.lengths) > _SPOOL_IN_MEMORY
+        if spill and self._owner is not None:
+            self._file = self._owner.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
+            self._file.write(b"".join(self._frames))
+            self._frames.clear()
+        if self._file is not None:
+            self._file.write(data)
+        else:
+            self._frames.append(data)
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._file is None:
+            yield from self._frames
+            return
+        self._file.seek(0)
+        for length in self.lengths:
+            yield self._file.read(length)
 
 
 def _then(chunks: Iterable[bytes], tail: bytes) -> Iterator[bytes]:

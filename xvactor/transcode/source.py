@@ -22,6 +22,7 @@ from xvactor.transcode.pixels import PixelInfo
 __all__ = ["CHUNK", "PIXEL_DATA", "PixelSource"]
 
 PIXEL_DATA: Final = 0x7FE00010
+_UNDEFINED: Final = 0xFFFFFFFF
 #: Bytes read at a time when copying native Pixel Data.
 CHUNK: Final = 4 << 20
 
@@ -47,7 +48,12 @@ class PixelSource:
         if elem is None:
             msg = "the dataset has no Pixel Data"
             raise TranscodeError(msg)
-        if isinstance(elem, RawDataElement) and elem.value is None and ds.filename:
+        if (
+            isinstance(elem, RawDataElement)
+            and elem.value is None
+            and ds.filename
+            and elem.length != _UNDEFINED
+        ):
             self._path = os.fspath(ds.filename)
             self._offset = elem.value_tell
             self.length = elem.length
