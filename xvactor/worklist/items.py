@@ -162,6 +162,8 @@ def index_item(ds: Dataset) -> IndexedItem:
         Item, a required key empty, a VM 1 key with several values, a malformed SPS Start
         Date or Time or Study Instance UID, an unknown Specific Character Set.
     """
+    # The character set first: pydicom would encode with a default in its place.
+    _encodings("\\".join(_values(ds, _CHARSET, "CS", ["ascii"])))
     try:
         data = encode_item(ds)
         stored = decode_item(data)

@@ -79,30 +79,21 @@ CREATE TABLE IF NOT EXISTS worklist_stations (
 CREATE INDEX IF NOT EXISTS worklist_stations_item ON worklist_stations(item_id);
 """
 
-_UPSERT = """
-INSERT INTO worklist_items (accession_number, requested_procedure_id, sps_id, patient_id,
-    patient_name, patient_name_fold, study_instance_uid, scheduled_station_ae_title,
-    start_date, start_time, start_lo, start_hi, modality, performing_physician_name,
-    performing_physician_fold, specific_character_set, dataset, added_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (accession_number, requested_procedure_id, sps_id) DO UPDATE SET
-    patient_id = excluded.patient_id,
-    patient_name = excluded.patient_name,
-    patient_name_fold = excluded.patient_name_fold,
-    study_instance_uid = excluded.study_instance_uid,
-    scheduled_station_ae_title = excluded.scheduled_station_ae_title,
-    start_date = excluded.start_date,
-    start_time = excluded.start_time,
-    start_lo = excluded.start_lo,
-    start_hi = excluded.start_hi,
-    modality = excluded.modality,
-    performing_physician_name = excluded.performing_physician_name,
-    performing_physician_fold = excluded.performing_physician_fold,
-    specific_character_set = excluded.specific_character_set,
-    dataset = excluded.dataset,
-    added_at = excluded.added_at
-RETURNING item_id
-"""
+_COLUMNS = (
+    "accession_number, requested_procedure_id, sps_id, patient_id, patient_name, "
+    "patient_name_fold, study_instance_uid, scheduled_station_ae_title, start_date, "
+    "start_time, start_lo, start_hi, modality, performing_physician_name, "
+    "performing_physician_fold, specific_character_set, dataset, added_at"
+)
+# Both statements are built from the constants above only.
+_INSERT = f"INSERT INTO worklist_items ({_COLUMNS}) VALUES ({', '.join('?' * 18)})"  # noqa: S608
+# A plain UPDATE of the found row: SQLite's upsert would draw an AUTOINCREMENT number
+# even when it updates, leaving gaps in the ids users type.
+_UPDATE = f"UPDATE worklist_items SET ({_COLUMNS}) = ({', '.join('?' * 18)}) WHERE item_id = ?"  # noqa: S608
+_FIND = (
+    "SELECT item_id FROM worklist_items "
+    "WHERE accession_number = ? AND requested_procedure_id = ? AND sps_id = ?"
+)
 
 
 @dataclass(frozen=True)
@@ -197,7 +188,13 @@ def add_items(conn: sqlite3.Connection, datasets: Iterable[Dataset]) -> list[int
     conn.execute("BEGIN IMMEDIATE")
     try:
         for item in indexed:
-            item_id = int(conn.execute(_UPSERT, _row(item)).fetchone()[0])
+            row = _row(item)
+            found = conn.execute(_FIND, row[:3]).fetchone()
+            if found is None:
+                item_id = int(conn.execute(_INSERT, row).lastrowid or 0)
+            else:
+                item_id = int(found[0])
+                conn.execute(_UPDATE, (*row, item_id))
             conn.execute("DELETE FROM worklist_stations WHERE item_id = ?", (item_id,))
             conn.executemany(
                 "INSERT OR IGNORE INTO worklist_stations (station_ae_title, item_id) VALUES (?, ?)",
