@@ -148,7 +148,7 @@ def _status_text(status: int) -> str:
 
 async def _find(args: argparse.Namespace, client: Client, destination: Destination) -> int:
     model: Model = args.model
-    _, identifier = identifier_for(_keys(args), model, args.level)
+    _, identifier = identifier_for(_keys(args), model, args.level, find=True)
     limit: int | None = args.limit
     if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1")

@@ -60,6 +60,12 @@ _LEVELS: dict[QueryModel, tuple[str, ...]] = {
     QueryModel.PATIENT_STUDY: ("PATIENT", "STUDY"),
     QueryModel.WORKLIST: (),
 }
+_UNIQUE_KEY = {
+    "PATIENT": "PatientID",
+    "STUDY": "StudyInstanceUID",
+    "SERIES": "SeriesInstanceUID",
+    "IMAGE": "SOPInstanceUID",
+}
 _DEFAULT_LEVEL = {
     QueryModel.PATIENT: "PATIENT",
     QueryModel.STUDY: "STUDY",
@@ -68,12 +74,18 @@ _DEFAULT_LEVEL = {
 
 
 def identifier_for(
-    keys: Dataset | Mapping[str, str], model: Model | QueryModel, level: str | None
+    keys: Dataset | Mapping[str, str],
+    model: Model | QueryModel,
+    level: str | None,
+    *,
+    find: bool = False,
 ) -> tuple[QueryModel, Dataset]:
     """Return the model and the request Identifier with its Query/Retrieve Level.
 
     The level is ``level``, else the keys' QueryRetrieveLevel, else the model's top
     level but one (STUDY; PATIENT in the Patient Root model).  The worklist takes none.
+    With ``find``, the unique key of the level is added for universal matching if
+    missing, as a C-FIND Identifier must hold it (PS3.4 C.2.2.1.1).
 
     Raises
     ------
@@ -100,6 +112,9 @@ def identifier_for(
             f"level {ds.QueryRetrieveLevel!r} is not in the {query_model.value} model "
             f"({', '.join(allowed)})"
         )
+    unique = _UNIQUE_KEY[ds.QueryRetrieveLevel]
+    if find and unique not in ds:
+        setattr(ds, unique, "")
     return query_model, ds
 
 
@@ -306,7 +321,7 @@ class Client:
         """
         if self._task_group is None:
             raise RuntimeError("use the client inside 'async with Client(...)'")
-        query_model, identifier = identifier_for(keys, model, level)
+        query_model, identifier = identifier_for(keys, model, level, find=True)
         peer = peer_for(self.destination(dest), self.config, self.ae_title)
         box: list[QueryOutcome] = []
         return FindResponses(self._find_stream(peer, query_model, identifier, box), box)

@@ -213,8 +213,23 @@ def connect_failure(host: str, port: int, timeout: float) -> str:
         return f"cannot connect to {host}:{port}: {exc.strerror or exc}"
 
 
-def _ae(peer: Peer) -> AE:
-    ae = AE(ae_title=peer.calling_ae_title)
+class _RequestorAE(AE):
+    """An AE that keeps its raw socket, to close it when a connect fails.
+
+    pynetdicom 3.0 "shuts down" a socket whose connect failed, which raises ENOTCONN
+    before the close: the descriptor would leak until garbage collection.
+    """
+
+    raw_socket: socket.socket | None = None
+
+    def _create_socket(self, assoc: Association, address: Any, tls_args: Any) -> Any:
+        transport = super()._create_socket(assoc, address, tls_args)
+        self.raw_socket = transport.socket
+        return transport
+
+
+def _ae(peer: Peer) -> _RequestorAE:
+    ae = _RequestorAE(ae_title=peer.calling_ae_title)
     ae.implementation_class_uid = DEFAULT_IMPLEMENTATION_CLASS_UID
     ae.connection_timeout = peer.connect_timeout
     ae.acse_timeout = peer.acse_timeout
@@ -248,6 +263,8 @@ def _associate(
     )
     if assoc.is_established:
         return assoc
+    if ae.raw_socket is not None:
+        ae.raw_socket.close()
     rj = assoc.acceptor.primitive
     if assoc.is_rejected and rj is not None:
         reason = f"({rj.result_str}, source: {rj.source_str}): {rj.reason_str}"
