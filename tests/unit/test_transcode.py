@@ -21,7 +21,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from tests.unit.transcode_support import pixels, psnr, smooth
+from tests.unit.test_transcode_support import pixels, psnr, smooth
 from xvactor.testing.datasets import make_dataset
 from xvactor.transcode import ENCODABLE, TranscodeError, transcode
 from xvactor.transcode.options import OutputEncoding

@@ -24,7 +24,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from tests.unit.transcode_support import pixels, smooth
+from tests.unit.test_transcode_support import pixels, smooth
 from xvactor.cli_convert import add_parser, run
 from xvactor.testing.datasets import make_dataset
 from xvactor.transcode import (

@@ -14,7 +14,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from tests.unit.transcode_support import pixels
+from tests.unit.test_transcode_support import pixels
 from xvactor.testing.datasets import make_dataset
 from xvactor.transcode import transcode
 

@@ -1,4 +1,4 @@
-"""Shared helpers for the transcoding tests: images, pixel comparison, PSNR."""
+"""Shared helpers for the transcoding tests (no tests here): images, pixel comparison, PSNR."""
 
 from __future__ import annotations
 
