@@ -21,6 +21,7 @@ from typing import Literal, Self
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 import msgspec
 from anyio.abc import TaskGroup
@@ -506,6 +507,8 @@ class Client:
                     watch.cancel_scope.cancel()
         finally:
             self._operations.pop(operation, None)
+        # Cancelled while the thread finished the exchange: the caller's cancellation wins.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         if isinstance(failure, AssociationFailed):
             raise NoAssociation(str(failure)) from None
         if failure is not None:
