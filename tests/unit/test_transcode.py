@@ -229,3 +229,12 @@ def test_source_dataset_is_not_changed() -> None:
     transcode(ds, JPEGBaseline8Bit)
     assert (ds.PhotometricInterpretation, ds.PixelData) == before
     assert "LossyImageCompressionRatio" not in ds
+
+
+def test_j2k_lossy_default_compresses_more_than_lossless() -> None:
+    ds = smooth(128, 128, bits_allocated=16, bits_stored=12)
+    lossless = transcode(ds, JPEG2000Lossless)
+    lossy = transcode(ds, JPEG2000)
+    assert len(lossy.PixelData) * 2 < len(lossless.PixelData)
+    quality = psnr(ds.pixel_array, pixels(lossy), 12)
+    assert PSNR_FLOOR[JPEG2000] < quality < 80

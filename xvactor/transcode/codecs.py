@@ -172,7 +172,8 @@ def encode_frame(
         if target == JPEGLossless:
             return _encode_jpeg_lossless(arr, info)
         if target in J2K_FAMILY:
-            return _encode_j2k(arr, info, None if target == JPEG2000Lossless else quality)
+            lossy = quality or DEFAULT_J2K_PSNR
+            return _encode_j2k(arr, info, None if target == JPEG2000Lossless else lossy)
     except (ValueError, RuntimeError, imagecodecs.DelayedImportError) as exc:
         msg = f"{name_of(target)} encoder failed: {_one_line(exc)}"
         raise TranscodeError(msg) from exc
