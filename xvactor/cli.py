@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from xvactor import cli_convert, cli_query, cli_store, cli_worklist
+
 __all__ = ["main"]
 
 EXIT_FAILURE = 1
@@ -35,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     echo.add_argument("--aet", default="XVACTOR", help="our (calling) AE title")
     echo.add_argument("--aec", default="ANY-SCP", help="the peer's (called) AE title")
     echo.add_argument("--timeout", type=float, default=10.0, help="seconds per phase")
+
+    cli_store.add_parser(verbs)
+    cli_query.add_parsers(verbs)
+    worklist = cli_worklist.add_parser(verbs)
+    cli_query.add_worklist_query(worklist)
+    cli_convert.add_parser(verbs)
     return parser
 
 
@@ -106,4 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         case "echo":
             return _echo(args)
+        case "store":
+            return cli_store.run(args)
+        case "find" | "move" | "get":
+            return cli_query.run(args)
+        case "worklist" if args.worklist_verb == "query":
+            return cli_query.run(args)
+        case "worklist":
+            return cli_worklist.run(args)
+        case "convert":
+            return cli_convert.run(args)
     return EXIT_USAGE

@@ -7,12 +7,15 @@ process (``receive_processes = 0``), and in each receive worker process::
     root
      ├─ catalog    (SQLite, group commit)
      ├─ storage    (fsync, file, index)
+     ├─ resolver   (C-FIND matches, C-MOVE/C-GET selections)
+     ├─ senders    (one_for_one: one sender per destination, durable outbox)
      └─ listener   (pynetdicom servers; starts last, stops first)
 
 The node's process when receiving in N worker processes (``xvactor.worker``)::
 
     root
      ├─ catalog
+     ├─ senders    (delivers the durable outbox; workers' senders keep memory queues)
      └─ receivers  (binds the listen addresses, runs and watches the workers)
 """
 
@@ -27,19 +30,31 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import msgspec
 
 from xvactor.actors.catalog import CatalogActor, CatalogInbox
 from xvactor.actors.listener import ListenerActor, ListenerInbox, addresses
 from xvactor.actors.mover import DestinationRouter
 from xvactor.actors.receivers import ReceiversActor, ReceiversInbox
 from xvactor.actors.resolver import ResolverActor, ResolverInbox
+from xvactor.actors.senders import Senders, sender_limiters
 from xvactor.actors.storage import SPOOL_DIR, StorageActor, StorageInbox, StorageSettings
-from xvactor.config import NodeConfig
-from xvactor.runtime import ActorRef, ChildSpec, Limiters, Strategy, Supervisor
+from xvactor.config import NodeConfig, QueueKind
+from xvactor.runtime import (
+    ActorRef,
+    ChildSpec,
+    Limiters,
+    Strategy,
+    Supervisor,
+    SupervisorSpec,
+)
 
 __all__ = ["Node", "WorkerRole", "build_node", "run_node", "running_node"]
 
 LOGGER = logging.getLogger("xvactor.node")
+
+SENDERS_SHUTDOWN = 60.0
+"""Seconds the senders get to finish the C-STORE in flight and release their associations."""
 
 
 @dataclass(frozen=True)
@@ -77,13 +92,17 @@ def build_node(config: NodeConfig, *, role: WorkerRole | None = None) -> Node:
             "disk": max(4, config.max_associations),
             "listener": 2,
             "query": 4,
+            **sender_limiters(config),
         }
     )
     catalog: ActorRef[CatalogInbox] = ActorRef("catalog", mailbox_size=config.mailboxes.catalog)
     storage: ActorRef[StorageInbox] = ActorRef("storage", mailbox_size=config.mailboxes.storage)
     resolver: ActorRef[ResolverInbox] = ActorRef("resolver", mailbox_size=64)
     listener: ActorRef[ListenerInbox] = ActorRef("listener", mailbox_size=16)
-    router = DestinationRouter(config, _no_sender)
+    # A receive worker sends only C-MOVE sub-operations (SendNow); the durable outbox is
+    # delivered by the node's main process alone, so no row is sent twice.
+    senders = Senders(_memory_queues(config) if role is not None else config, limiters)
+    router = DestinationRouter(config, senders.by_name)
     settings = StorageSettings(
         data_dir=data_dir,
         spool_dir=spool_dir,
@@ -102,6 +121,7 @@ def build_node(config: NodeConfig, *, role: WorkerRole | None = None) -> Node:
             ChildSpec(
                 ref=resolver, factory=lambda: ResolverActor(data_dir, config.query, limiters)
             ),
+            SupervisorSpec(senders.supervisor, shutdown=SENDERS_SHUTDOWN),
             ChildSpec(
                 ref=listener,
                 factory=lambda: ListenerActor(
@@ -123,21 +143,22 @@ def build_node(config: NodeConfig, *, role: WorkerRole | None = None) -> Node:
     return Node(config, root, catalog, listener)
 
 
-def _no_sender(*_args: object) -> Any:
-    from xvactor.dicom.status import UnableToProcess  # noqa: PLC0415
-
-    raise UnableToProcess("C-MOVE sub-operations need the sender actors (not wired yet)")
+def _memory_queues(config: NodeConfig) -> NodeConfig:
+    sender = msgspec.structs.replace(config.sender, queue=QueueKind.MEMORY)
+    return msgspec.structs.replace(config, sender=sender)
 
 
 def _build_receiving_in_workers(config: NodeConfig) -> Node:
     data_dir = config.data_path.resolve()
-    limiters = Limiters({"catalog": 1, "listener": 2})
+    limiters = Limiters({"catalog": 1, "listener": 2, **sender_limiters(config)})
+    senders = Senders(config, limiters)
     catalog: ActorRef[CatalogInbox] = ActorRef("catalog", mailbox_size=config.mailboxes.catalog)
     receivers: ActorRef[ReceiversInbox] = ActorRef("receivers", mailbox_size=16)
     root = Supervisor(
         "root",
         [
             ChildSpec(ref=catalog, factory=lambda: CatalogActor(data_dir, limiters)),
+            SupervisorSpec(senders.supervisor, shutdown=SENDERS_SHUTDOWN),
             ChildSpec(
                 ref=receivers,
                 factory=lambda: ReceiversActor(config, receivers, limiters),

@@ -244,12 +244,13 @@ def test_move_a_study_to_the_requesters_own_scp(catalog: Catalog, tmp_path: Path
     )
     received = {str(dcmread(p).SOPInstanceUID) for p in out.iterdir()}
     assert received == catalog.uids("SOPInstanceUID", StudyInstanceUID=study), output
-    assert "Remaining" in output
+    assert output.count("Move Response") == 4 and "(Pending)" in output, output
+    assert "Received Final Move Response (Success)" in output, output
 
 
 def test_move_to_an_unknown_destination_is_0xa801(catalog: Catalog, tmp_path: Path) -> None:
     output, out = movescu(catalog, tmp_path, "NOBODY", "QueryRetrieveLevel=PATIENT", "PatientID=PA")
-    assert "0xa801" in output.lower(), output
+    assert "Final Move Response (Refused: MoveDestinationUnknown)" in output, output
     assert list(out.iterdir()) == []
 
 

@@ -1,4 +1,4 @@
-"""C-MOVE sub-operations routed to the move destination's sender actor.
+"""C-MOVE destinations: the Move Destination AE title mapped to its sender actor.
 
 The Move Destination (an AE title, PS3.4 C.4.2.1.2) is looked up among the configured
 destinations; an unknown title is 0xA801.  The sub-operations then go to that
@@ -8,27 +8,24 @@ a destination, further requests queued" holds for moves as for everything else s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
+from xvactor.actors.sender import SenderInbox
 from xvactor.config import Destination, NodeConfig
-from xvactor.dicom.qr_scp import ResultStream, RetrieveItem, SubOperationResult
 from xvactor.dicom.status import MoveDestinationUnknown
+from xvactor.runtime import ActorRef
 
-__all__ = ["DestinationRouter", "SendBatch"]
-
-SendBatch = Callable[
-    [Destination, Sequence[RetrieveItem], str, int], ResultStream[SubOperationResult]
-]
-"""Starts ``items`` on the destination's sender: (destination, items, originator AE
-title, originator Message ID) -> one result per item, in order."""
+__all__ = ["DestinationRouter"]
 
 
 class DestinationRouter:
-    """Finds the move destination and hands the sub-operations to its sender."""
+    """Finds a move destination and its sender."""
 
-    def __init__(self, config: NodeConfig, send: SendBatch) -> None:
+    def __init__(
+        self, config: NodeConfig, sender_for: Callable[[str], ActorRef[SenderInbox]]
+    ) -> None:
         self._by_ae_title = {d.ae_title.strip(): d for d in config.destinations}
-        self._send = send
+        self._sender_for = sender_for
 
     def destination(self, ae_title: str) -> Destination:
         """The configured destination with this AE title.
@@ -43,14 +40,6 @@ class DestinationRouter:
             raise MoveDestinationUnknown(f"Move destination {ae_title.strip()!r} unknown")
         return destination
 
-    def move(
-        self,
-        move_destination: str,
-        items: Sequence[RetrieveItem],
-        *,
-        originator_ae_title: str,
-        originator_message_id: int,
-    ) -> ResultStream[SubOperationResult]:
-        """Send ``items`` to ``move_destination`` through its sender."""
-        destination = self.destination(move_destination)
-        return self._send(destination, items, originator_ae_title, originator_message_id)
+    def sender(self, ae_title: str) -> ActorRef[SenderInbox]:
+        """The sender actor of the destination with this AE title."""
+        return self._sender_for(self.destination(ae_title).name)

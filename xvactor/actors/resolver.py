@@ -138,6 +138,20 @@ class ResolverActor(Actor[ResolverInbox]):
         self._options = options
         self._limiters = limiters
 
+    async def started(self) -> None:
+        """Make sure the worklist tables exist (queries use read-only connections)."""
+        await run_blocking(self._limiters, "query", self._create_worklist_schema)
+
+    def _create_worklist_schema(self) -> None:
+        from xvactor.worklist.store import create_worklist_schema  # noqa: PLC0415
+
+        conn = sqlite3.connect(self._database, timeout=30.0)
+        try:
+            with conn:
+                create_worklist_schema(conn)
+        finally:
+            conn.close()
+
     async def receive(self, message: ResolverInbox) -> object:
         """Dispatch one message."""
         match message:
@@ -173,7 +187,7 @@ class ResolverActor(Actor[ResolverInbox]):
     def _matches(self, conn: sqlite3.Connection, message: ResolveFind) -> Iterator[Dataset]:
         keys = _decode(message.identifier, message.transfer_syntax_uid)
         if message.sop_class_uid == MODALITY_WORKLIST_FIND:
-            from xvactor.catalog.worklist import find_worklist  # noqa: PLC0415
+            from xvactor.worklist.query import find_worklist  # noqa: PLC0415
 
             return find_worklist(
                 conn,

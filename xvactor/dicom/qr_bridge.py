@@ -23,6 +23,7 @@ from xvactor.actors.resolver import (
     ResolverInbox,
     RetrieveMatches,
 )
+from xvactor.actors.sender import SenderInbox, SendItem, SendResult, send_now
 from xvactor.dicom.qr_scp import Prepared, ResultStream, RetrieveItem, SubOperationResult
 from xvactor.dicom.status import DicomServiceError, Status
 from xvactor.runtime import ActorRef, LoopBridge
@@ -74,22 +75,19 @@ def _find_items(message: FindBatch | QueryFailed) -> Sequence[bytes]:
     return message.identifiers
 
 
+def _sub_operation(result: SendResult) -> Sequence[SubOperationResult]:
+    return [SubOperationResult(result.sop_instance_uid, result.status, result.error_comment)]
+
+
 class MoveRouter(Protocol):
-    """Sends C-MOVE sub-operations through the move destination's sender."""
+    """Finds the C-MOVE destination's sender."""
 
     def destination(self, ae_title: str) -> object:
         """The destination with this AE title; raises ``MoveDestinationUnknown``."""
         ...
 
-    def move(
-        self,
-        move_destination: str,
-        items: Sequence[RetrieveItem],
-        *,
-        originator_ae_title: str,
-        originator_message_id: int,
-    ) -> ResultStream[SubOperationResult]:
-        """One result per item, in order; raises ``MoveDestinationUnknown``."""
+    def sender(self, ae_title: str) -> ActorRef[SenderInbox]:
+        """Its sender actor; raises ``MoveDestinationUnknown``."""
         ...
 
 
@@ -173,13 +171,36 @@ class BridgedQueryServices:
         originator_ae_title: str,
         originator_message_id: int,
     ) -> ResultStream[SubOperationResult]:
-        """Hand the sub-operations to the destination's sender."""
-        return self._router.move(
-            move_destination,
-            items,
-            originator_ae_title=originator_ae_title,
-            originator_message_id=originator_message_id,
-        )
+        """Hand the sub-operations to the destination's sender; results stream back."""
+        sender = self._router.sender(move_destination)
+        batch = [
+            SendItem(
+                path=item.path,
+                sop_class_uid=item.sop_class_uid,
+                sop_instance_uid=item.sop_instance_uid,
+                transfer_syntax_uid=item.transfer_syntax_uid,
+            )
+            for item in items
+        ]
+
+        async def start() -> MemoryObjectReceiveStream[SendResult]:
+            send, receive = anyio.create_memory_object_stream[SendResult](_STREAM_BUFFER)
+            try:
+                with anyio.fail_after(self._timeout):
+                    await send_now(
+                        sender,
+                        batch,
+                        send,
+                        move_originator_ae_title=originator_ae_title,
+                        move_originator_message_id=originator_message_id,
+                    )
+            except BaseException:
+                send.close()
+                receive.close()
+                raise
+            return receive
+
+        return BridgedStream(self._bridge, self._bridge.call(start), _sub_operation)
 
     def prepare(self, item: RetrieveItem, accepted: Sequence[str]) -> Prepared:
         """``item`` in one of the ``accepted`` syntaxes (C-GET)."""
