@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from pydicom import config
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -82,10 +85,11 @@ def query(**step_keys: object) -> Dataset:
     step.ScheduledProcedureStepID = ""
     step.Modality = ""
     for name, value in step_keys.items():
-        if name.startswith("top_"):
-            setattr(keys, name.removeprefix("top_"), value)
-        else:
-            setattr(step, name, value)
+        target = keys if name.startswith("top_") else step
+        tag = tag_for_keyword(name.removeprefix("top_"))
+        assert tag is not None, name
+        # Wild cards and ranges are valid in keys, not in pydicom's checks of values.
+        target.add(DataElement(tag, dictionary_VR(tag), value, validation_mode=config.IGNORE))
     keys.ScheduledProcedureStepSequence = [step]
     return keys
 
