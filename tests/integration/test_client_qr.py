@@ -246,6 +246,8 @@ async def test_no_association_is_one_clear_error(archive: QRArchive) -> None:
     async with Client(ae_title=MOVE_AE) as client:
         with pytest.raises(NoAssociation, match="connection refused"):
             await client.echo((LOOPBACK, free_port(), ARCHIVE_AE))
+        with pytest.raises(NoAssociation, match="no presentation context for Modality Worklist"):
+            _ = [m async for m in client.find(archive.dest, {"PatientID": ""}, model="worklist")]
         with pytest.raises(NoAssociation, match="rejected"):
             _ = [
                 m async for m in client.find((LOOPBACK, archive.port, "NOBODY"), {"PatientID": ""})

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom import AE, StoragePresentationContexts, build_context, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
@@ -271,6 +272,9 @@ def _associate(
         raise AssociationFailed(f"association rejected by {peer} {reason}")
     if rj is None:
         raise AssociationFailed(connect_failure(peer.host, peer.port, peer.connect_timeout))
+    if rj.result == 0x00:  # accepted, then aborted by pynetdicom: no context was accepted
+        wanted = UID(str(contexts[0].abstract_syntax)).name
+        raise AssociationFailed(f"{peer} accepted no presentation context for {wanted}")
     raise AssociationFailed(f"association aborted by {peer}")
 
 
