@@ -122,6 +122,10 @@ def ids(*numbers: int) -> set[str]:
         ({"top_PatientName": "M?ller*"}, ids(2, 3)),
         ({"top_PatientName": "Müller*"}, ids(2)),
         ({"top_PatientName": "Grün^Anna"}, ids(6)),
+        # A key with several values: any of them (PS3.4 C.2.2.2.8 without negotiation)
+        ({"ScheduledStationAETitle": ["US01", "MR01"]}, ids(3, 4, 5)),
+        ({"Modality": ["US", "MR"]}, ids(3, 4, 5)),
+        ({"top_PatientID": ["PID0001", "PID0006"]}, ids(1, 6)),
         # Several keys at once
         ({"Modality": "CT", "ScheduledStationAETitle": "CT02"}, ids(2, 6)),
         (
@@ -134,7 +138,9 @@ def ids(*numbers: int) -> set[str]:
         ),
     ],
 )
-def test_matching_keys(conn: sqlite3.Connection, keys: dict[str, str], expected: set[str]) -> None:
+def test_matching_keys(
+    conn: sqlite3.Connection, keys: dict[str, str | list[str]], expected: set[str]
+) -> None:
     assert sps_ids(find_worklist(conn, query(**keys))) == expected
 
 
@@ -314,9 +320,11 @@ _PATTERNS = st.sampled_from(["", "*", "Doe*", "doe*", "M*ller*", "Müller^Jürge
 
 
 @st.composite
-def _keys(draw: st.DrawFn) -> dict[str, str]:
+def _keys(draw: st.DrawFn) -> dict[str, str | list[str]]:
     return {
-        "ScheduledStationAETitle": draw(st.sampled_from(["", "CT01", "CT*", "*1", "MR?"])),
+        "ScheduledStationAETitle": draw(
+            st.sampled_from(["", "CT01", "CT*", "*1", "MR?", ["CT02", "MR1"], ["CT*"]])
+        ),
         "ScheduledProcedureStepStartDate": draw(_range(_DATES)),
         "ScheduledProcedureStepStartTime": draw(_range(_TIMES)),
         "Modality": draw(st.sampled_from(["", "CT", "M?"])),
@@ -330,7 +338,11 @@ def _keys(draw: st.DrawFn) -> dict[str, str]:
 )
 @given(items=_items(), keys=_keys(), fold=st.booleans(), combined=st.booleans())
 def test_prefilter_never_drops_a_match(
-    tmp_path: Path, items: list[Dataset], keys: dict[str, str], fold: bool, combined: bool
+    tmp_path: Path,
+    items: list[Dataset],
+    keys: dict[str, str | list[str]],
+    fold: bool,
+    combined: bool,
 ) -> None:
     connection = sqlite3.connect(":memory:", isolation_level=None)
     create_worklist_schema(connection)

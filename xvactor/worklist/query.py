@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from xvactor.dicom.status import OutOfResources
@@ -85,8 +86,12 @@ def _single(keys: Dataset, tag: int) -> str | None:
     if not isinstance(elem, DataElement) or elem.VR == "SQ" or is_universal(elem):
         return None
     value = elem.value
-    text = str(value[0] if isinstance(value, list | tuple) else value)
-    if "\\" in text or (isinstance(value, list | tuple) and len(value) != 1):
+    if isinstance(value, MultiValue | list | tuple):  # several values: any may match
+        if len(value) != 1:
+            return None
+        value = value[0]
+    text = value.decode("latin_1") if isinstance(value, bytes) else str(value)
+    if "\\" in text:
         return None
     return text.rstrip(" \x00") if elem.VR == "PN" else text.strip(" \x00")
 
