@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
 from tests.unit.test_worklist_helpers import make_item, query, sps_ids
-from xvactor.dicom.status import OutOfResources, Status, status_for
+from xvactor.dicom.status import Status, status_for
 from xvactor.query.matching import match_identifier
+from xvactor.query.resolver import ResultLimitExceeded
 from xvactor.worklist import add_items, find_worklist, open_worklist
 from xvactor.worklist.items import decode_item
 from xvactor.worklist.query import prefilter
@@ -253,11 +254,11 @@ def test_limit_cuts_with_out_of_resources(conn: sqlite3.Connection) -> None:
     responses = find_worklist(conn, query(), limit=4)
     got = [next(responses) for _ in range(4)]
     assert len(got) == 4
-    with pytest.raises(OutOfResources) as caught:
+    with pytest.raises(ResultLimitExceeded) as caught:
         next(responses)
     reply = status_for(caught.value)
     assert reply.status == Status.OUT_OF_RESOURCES == 0xA700
-    assert reply.error_comment == "result cut at 4 matches"
+    assert reply.error_comment == "Result cut at 4 matches: narrow the query"
 
 
 def test_limit_not_reached_ends_normally(conn: sqlite3.Connection) -> None:

@@ -29,13 +29,13 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from xvactor.dicom.status import OutOfResources
 from xvactor.query.matching import (
     build_response,
     is_universal,
     match_identifier,
     response_character_set,
 )
+from xvactor.query.resolver import ResultLimitExceeded
 from xvactor.worklist.items import SPS_SEQUENCE, decode_item, time_bounds
 from xvactor.worklist.store import fold_name
 
@@ -263,9 +263,10 @@ def find_worklist(
 
     Raises
     ------
-    xvactor.dicom.status.OutOfResources
-        After ``limit`` responses, when a further item matches: status 0xA700 with
-        ErrorComment ``result cut at N matches`` (a cut list is never silent).
+    xvactor.query.resolver.ResultLimitExceeded
+        After ``limit`` responses, when a further item matches: status 0xA700 (Refused:
+        Out of Resources) with ErrorComment ``Result cut at N matches: narrow the query``,
+        as the Q/R resolver ends (a cut list is never silent).
     """
     pre = prefilter(keys)
     top, step = _split(keys)
@@ -300,7 +301,7 @@ def find_worklist(
                     continue
             matched += 1
             if limit and matched > limit:
-                raise OutOfResources(f"result cut at {limit} matches")
+                raise ResultLimitExceeded(f"Result cut at {limit} matches: narrow the query")
             if step is None:
                 yield build_response(top, candidate, character_set=charset)
             else:
