@@ -141,12 +141,16 @@ def startup(work: Path, repeat: int) -> float:
 
 
 MEMORY_SCRIPT = """
-import resource, sys
+import sys
 from xvactor.transcode import convert_file
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def hwm():  # VmHWM is per address space: ru_maxrss would carry the parent's over exec
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+
+before = hwm()
 convert_file(sys.argv[1], sys.argv[2], sys.argv[3])
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(before, after)
+print(before, hwm())
 """
 
 

@@ -150,7 +150,7 @@ def test_big_endian_swaps_other_word_values_too() -> None:
 def test_convert_file_streams_a_multi_frame_object(tmp_path: Path) -> None:
     """Frames are decoded one at a time: 40 frames of 128 KiB never sit in memory at once.
 
-    Compressed frames wait in a spool (memory up to 64 MiB, then a temporary file) until
+    Compressed frames wait in a spool (memory up to 16 MiB, then a temporary file) until
     the Basic Offset Table can be written, so encoding may hold the compressed size.
     """
     ds = make_dataset(rows=256, columns=256, bits_allocated=16, frames=40)

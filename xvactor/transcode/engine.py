@@ -44,7 +44,7 @@ __all__ = ["IMPLEMENTATION_CLASS_UID", "Converted", "convert", "convert_file", "
 IMPLEMENTATION_CLASS_UID: Final = UID("1.2.840.114384")
 #: Values above this many bytes stay on disk until written (see :func:`read`).
 DEFER_SIZE: Final = 1 << 20
-_SPOOL_IN_MEMORY: Final = 64 << 20
+_SPOOL_IN_MEMORY: Final = 16 << 20
 _ITEM: Final = b"\xfe\xff\x00\xe0"
 _SEQUENCE_DELIMITER: Final = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _END: Final = _SEQUENCE_DELIMITER
@@ -339,7 +339,8 @@ class _Spool:
         spill = self._file is None and sum(self.lengths) > _SPOOL_IN_MEMORY
         if spill and self._owner is not None:
             self._file = self._owner.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
-            self._file.write(b"".join(self._frames))
+            for frame in self._frames:
+                self._file.write(frame)
             self._frames.clear()
         if self._file is not None:
             self._file.write(data)
