@@ -23,7 +23,7 @@ import msgspec
 from pydicom.dataset import Dataset
 
 from xvactor.client import Client, ClientError, NoAssociation, QueryKeyError, ServiceFailed
-from xvactor.client.api import Model, identifier_for
+from xvactor.client.query import Model, identifier_for
 from xvactor.client.results import RetrieveResult
 from xvactor.client.table import columns_of, json_of, render_table
 from xvactor.config import ConfigError, Destination, NodeConfig, load_config

@@ -15,6 +15,7 @@ from xvactor.client.results import (
     StoreProgress,
     StoreResult,
 )
+from xvactor.client.sync import SyncClient
 from xvactor.dicom.qr_scu import QueryOutcome
 
 __all__ = [
@@ -33,5 +34,6 @@ __all__ = [
     "ServiceFailed",
     "StoreProgress",
     "StoreResult",
+    "SyncClient",
     "UnknownDestination",
 ]
