@@ -13,9 +13,9 @@ then the item id), each page a short read, so responses flow while the catalog i
 and no read transaction stays open while the caller sends them.
 
 SPS Start Date and Time are matched as one date-time range (combined matching, PS3.4
-C.2.2.2.5.4) by default: the worklist model has no Extended Negotiation byte for it, and
-modalities asking for ``20240101-20240102`` / ``0800-1200`` mean a period, as DCMTK's
-``wlmscpfs`` reads it too.
+C.2.2.2.5.4) by default: a modality asking for ``20240101-20240102`` / ``0800-1200`` means
+a period, and DCMTK's ``wlmscpfs`` reads it so too.  ``combined_datetime=False`` matches
+them separately (for a caller that ties the choice to Extended Negotiation).
 """
 
 from __future__ import annotations
