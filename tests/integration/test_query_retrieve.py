@@ -226,12 +226,14 @@ def move_scp(catalog: Catalog, tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "moved"
 
 
-def movescu(cat: Catalog, tmp_path: Path, destination: str, *keys: str) -> tuple[str, Path]:
+def movescu(
+    cat: Catalog, tmp_path: Path, destination: str, *keys: str, extra: tuple[str, ...] = ()
+) -> tuple[str, Path]:
     out = tmp_path / "moved"
     out.mkdir(exist_ok=True)
     result = run_tool(
         "movescu", "-S", "-aet", "MOVESCU", "-aec", cat.node.ae_title, "-aem", destination,
-        "+P", str(cat.move_port), "-od", str(out), "+xa", "-v",
+        "+P", str(cat.move_port), "-od", str(out), "+xa", "-v", *extra,
         *(arg for key in keys for arg in ("-k", key)), cat.node.host, str(cat.node.port),
     )  # fmt: skip
     return result.stdout + result.stderr, out
@@ -272,3 +274,73 @@ def test_get_a_series_on_the_same_association(catalog: Catalog, tmp_path: Path) 
     # arrives converted, with the same pixels.
     first = catalog.datasets[0]
     assert received[str(first.SOPInstanceUID)].PixelData == first.PixelData
+
+
+def test_result_limit_ends_with_a_clear_status(
+    make_node: Callable[..., NodeHandle], tmp_path: Path
+) -> None:
+    node = make_node(clients=[{"name": "all", "allow": ALL_SERVICES}], query={"max_results": 2})
+    files = [
+        write_in_transfer_syntax(
+            make_dataset(patient_id=f"P{index}", rows=8, columns=8),
+            ExplicitVRLittleEndian,
+            tmp_path / f"l{index}.dcm",
+        )
+        for index in range(4)
+    ]
+    run_tool("storescu", "-aec", node.ae_title, node.host, str(node.port), *files, check=True)
+    query = query_file(tmp_path / "lim.dcm", "PATIENT", PatientID="")
+    result, responses = findscu(Catalog(node, (), 0), tmp_path, "patient", query, "-v")
+    output = result.stdout + result.stderr
+    assert len(responses) == 2, output
+    assert "Final Find Response (Refused: OutOfResources)" in output, output
+
+
+def _move_node(
+    make_node: Callable[..., NodeHandle], tmp_path: Path, count: int, destination_port: int
+) -> tuple[NodeHandle, str, set[str]]:
+    node = make_node(
+        clients=[{"name": "all", "allow": ALL_SERVICES}],
+        destinations=[
+            {"name": "d", "ae_title": "MOVESCU", "host": "127.0.0.1", "port": destination_port}
+        ],
+    )
+    study = generate_uid()
+    datasets = [make_dataset(study_uid=study, rows=8, columns=8) for _ in range(count)]
+    files = [
+        write_in_transfer_syntax(ds, ExplicitVRLittleEndian, tmp_path / f"m{index}.dcm")
+        for index, ds in enumerate(datasets)
+    ]
+    run_tool("storescu", "-aec", node.ae_title, node.host, str(node.port), *files, check=True)
+    return node, study, {str(ds.SOPInstanceUID) for ds in datasets}
+
+
+def test_move_cancel_stops_the_remaining_sub_operations(
+    make_node: Callable[..., NodeHandle], tmp_path: Path
+) -> None:
+    port = free_port()
+    node, study, uids = _move_node(make_node, tmp_path, 60, port)
+    output, out = movescu(
+        Catalog(node, (), port), tmp_path, "MOVESCU", "QueryRetrieveLevel=STUDY",
+        f"StudyInstanceUID={study}", extra=("--cancel", "1"),
+    )  # fmt: skip
+    received = {str(dcmread(p).SOPInstanceUID) for p in out.iterdir()}
+    assert received < uids, output
+    assert 1 <= len(received) < len(uids), output
+    assert "Final Move Response (Cancel" in output, output
+
+
+def test_move_to_a_destination_that_is_down_lists_the_failed(
+    make_node: Callable[..., NodeHandle], tmp_path: Path
+) -> None:
+    down = free_port()
+    node, study, uids = _move_node(make_node, tmp_path, 3, down)
+    result = run_tool(
+        "movescu", "-S", "-aet", "MOVESCU", "-aec", node.ae_title, "-aem", "MOVESCU", "-d",
+        "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
+        node.host, str(node.port),
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert "Failed: UnableToPerformSuboperations" in output or "0xa702" in output.lower(), output
+    for uid in uids:
+        assert uid in output, output

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from io import BytesIO
 from pathlib import Path
 from typing import ClassVar, assert_never, cast
@@ -211,20 +211,32 @@ class ResolverActor(Actor[ResolverInbox]):
     ) -> None:
         """On a worker thread: run the query and hand its matches to the loop in batches."""
         conn = self._connect()
+        matches = self._matches(conn, message)
+        batch: list[bytes] = []
+
+        def flush() -> None:
+            nonlocal batch
+            if batch:
+                anyio.from_thread.run(results.send, FindBatch(identifiers=tuple(batch)))
+                batch = []
+
         try:
-            batch: list[bytes] = []
             oldest = 0.0
             first = True
-            for ds in self._matches(conn, message):
+            for ds in matches:
                 batch.append(_encode(ds, message.transfer_syntax_uid))
                 if len(batch) == 1:
                     oldest = time.monotonic()
                 if first or len(batch) >= BATCH or time.monotonic() - oldest >= BATCH_AGE:
-                    anyio.from_thread.run(results.send, FindBatch(identifiers=tuple(batch)))
-                    batch, first = [], False
-            if batch:
-                anyio.from_thread.run(results.send, FindBatch(identifiers=tuple(batch)))
+                    flush()
+                    first = False
+            flush()
+        except DicomServiceError:
+            flush()  # the matches before a failure (a result limit) still go out first
+            raise
         finally:
+            if isinstance(matches, Generator):
+                matches.close()
             conn.close()
 
     def _retrieve(self, message: ResolveRetrieve) -> tuple[StoredItem, ...]:

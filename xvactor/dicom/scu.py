@@ -172,11 +172,27 @@ def _nodelay(event: evt.Event) -> None:
         transport.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+class _ClosingSocket(AssociationSocket):
+    """pynetdicom's socket, closed even when it never connected.
+
+    pynetdicom's ``_shutdown_socket`` skips ``close()`` when ``shutdown()`` fails, which
+    it always does on a refused connection: every failed attempt would leak a socket.
+    """
+
+    def _shutdown_socket(self) -> None:
+        sock = self.socket
+        try:
+            super()._shutdown_socket()
+        finally:
+            if sock is not None:
+                sock.close()
+
+
 class _SenderAE(AE):
     """An AE whose requestor associations are event driven and whose reactor is parked."""
 
     def _create_socket(self, assoc: Association, address: Any, tls_args: Any) -> Any:
-        sock = AssociationSocket(assoc, address=address)
+        sock = _ClosingSocket(assoc, address=address)
         sock.tls_args = tls_args
         reactor.install(assoc)
         # Parked before the association thread exists: it blocks at its first checkpoint,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 
 from pydicom import config
@@ -271,15 +272,17 @@ def resolve(
     ResultLimitExceeded
         After ``limit`` responses, when one more entity matches (0xA700).
     """
-    matches = _matches(conn, query, case_insensitive_names=case_insensitive_names)
-    for count, (_, candidate) in enumerate(matches):
-        if limit and count >= limit:
-            raise ResultLimitExceeded(f"Result cut at {limit} matches: narrow the query")
-        yield build_response(
-            query.identifier,
-            candidate,
-            character_set=query.character_set or _DEFAULT_CHARACTER_SET,
-        )
+    # closing(): an early stop (C-CANCEL, a limit) closes the cursor before the caller
+    # closes the connection, not whenever the inner generator is collected.
+    with closing(_matches(conn, query, case_insensitive_names=case_insensitive_names)) as found:
+        for count, (_, candidate) in enumerate(found):
+            if limit and count >= limit:
+                raise ResultLimitExceeded(f"Result cut at {limit} matches: narrow the query")
+            yield build_response(
+                query.identifier,
+                candidate,
+                character_set=query.character_set or _DEFAULT_CHARACTER_SET,
+            )
 
 
 def resolve_instances(conn: sqlite3.Connection, query: Query) -> Iterator[StoredLocation]:
@@ -288,6 +291,7 @@ def resolve_instances(conn: sqlite3.Connection, query: Query) -> Iterator[Stored
     PS3.4 C.4.2.2.1 / C.4.3.2.1: the Identifier names entities at its Query/Retrieve
     Level (parse it with ``retrieve=True``); their instances are the sub-operations.
     """
-    for pks, _ in _matches(conn, query, case_insensitive_names=False):
-        for row in conn.execute(_INSTANCES_BELOW[query.level], (pks[-1],)):
-            yield StoredLocation(*(str(value) for value in row))
+    with closing(_matches(conn, query, case_insensitive_names=False)) as found:
+        for pks, _ in found:
+            for row in conn.execute(_INSTANCES_BELOW[query.level], (pks[-1],)):
+                yield StoredLocation(*(str(value) for value in row))
