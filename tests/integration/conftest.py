@@ -12,7 +12,20 @@ from xvactor.config import NodeConfig
 from xvactor.testing.dcmtk import require_tool
 from xvactor.testing.node import NodeHandle, node_in_thread, test_config
 
-TOOLS = ("echoscu", "storescu", "storescp", "dcmdump", "dcmconv", "dcmcrle", "dcmcjpeg")
+TOOLS = (
+    "echoscu",
+    "storescu",
+    "storescp",
+    "findscu",
+    "movescu",
+    "getscu",
+    "dcmqrscp",
+    "wlmscpfs",
+    "dcmdump",
+    "dcmconv",
+    "dcmcrle",
+    "dcmcjpeg",
+)
 
 
 @pytest.fixture(scope="session", autouse=True)

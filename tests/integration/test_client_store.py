@@ -80,9 +80,6 @@ async def test_store_reports_each_instance(tmp_path: Path) -> None:
     assert results[1].sop_instance_uid == good.SOPInstanceUID
 
 
-# xvactor.dicom.scu leaks the socket of a refused connect (pynetdicom 3.0 "shuts down" an
-# unconnected socket, which fails before the close); reported to the sender's owner.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.asyncio
 async def test_store_to_nobody_is_a_transport_failure(tmp_path: Path) -> None:
     path = tmp_path / "f.dcm"
