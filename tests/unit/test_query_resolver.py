@@ -285,3 +285,35 @@ def test_closing_the_generator_stops_reading(tmp_path: Path) -> None:
     responses.close()  # what C-CANCEL does
     # the connection is free for the next statement (no cursor left mid-read)
     assert conn.execute("SELECT COUNT(*) FROM studies").fetchone()[0] == 600
+
+
+@pytest.mark.parametrize(
+    ("keys", "found"),
+    [
+        ({"StudyDescription": "lead"}, True),  # stored " lead": LO padding not significant
+        ({"StudyDescription": "lea*"}, True),
+        ({"StudyDate": "-202401"}, True),  # reduced precision upper bound: to 20240131
+        ({"StudyDate": "2024-"}, True),
+        ({"StudyDate": "-2023"}, False),
+        ({"StudyTime": "-10"}, True),  # to 10:59:59.999999
+        ({"PatientName": "müller^anna"}, True),  # stored with trailing "^^"
+        ({"PatientName": "müller^anna^"}, True),
+        ({"PatientName": "müller^ann?"}, True),
+    ],
+)
+def test_sql_prefilter_keeps_what_matching_matches(
+    tmp_path: Path, keys: dict[str, Any], found: bool
+) -> None:
+    conn = catalog(
+        tmp_path / "c.sqlite",
+        [
+            instance(
+                SpecificCharacterSet="ISO_IR 100",
+                PatientName="müller^anna^^",
+                StudyDescription=" lead",
+                StudyDate="20240115",
+                StudyTime="1030",
+            )
+        ],
+    )
+    assert bool(find(conn, QueryRetrieveLevel="STUDY", **keys)) is found

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 
@@ -226,7 +226,7 @@ class _Candidates:
 
 def _matches(
     conn: sqlite3.Connection, query: Query, *, case_insensitive_names: bool
-) -> Iterator[tuple[list[int], Dataset]]:
+) -> Generator[tuple[list[int], Dataset], None, None]:
     """The primary keys and candidate of every matching entity, read in chunks."""
     register_functions(conn)
     select = select_entities(query, case_insensitive_names=case_insensitive_names)
