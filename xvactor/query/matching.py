@@ -17,6 +17,7 @@ Pure functions over :class:`pydicom.dataset.Dataset` values; no I/O.  The matchi
   reduced precision is padded with the earliest value (``10`` is 10:00:00.000000), an upper
   bound with the latest (``10`` is 10:59:59.999999), so a range includes its end points at
   their stated precision.  DT offsets from UTC (``&ZZXX``) are applied when present.
+  An entity's DA value takes part only as a full 8-digit date (no ACR-NEMA dots).
   Combined date and time matching (C.2.2.2.5.4) applies only when the association
   negotiated it: ``combined_datetime=True`` makes a DA key ``xxxDate`` and the TM key
   ``xxxTime`` of the same Identifier that both use the same form of range one DT range.
