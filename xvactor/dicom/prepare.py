@@ -1,13 +1,12 @@
 """What to put on the wire for one stored instance, given what the peer accepted.
 
-Three cases, cheapest first (PS3.5 Section 10 for the transfer syntaxes):
+Two cases, cheapest first (PS3.5 Section 10 for the transfer syntaxes):
 
 1. the peer accepted the file's own transfer syntax: the dataset bytes after the File Meta
    Information are sent as they are, never decoded;
-2. the file is in an uncompressed syntax (Implicit VR LE, Explicit VR LE, Explicit VR BE)
-   and the peer accepted another uncompressed one: pydicom decodes and re-encodes it;
-3. otherwise the :func:`prepare_for` hook is asked.  For now it raises
-   :class:`TranscodingNeeded`; the transcoder (``xvactor.transcode``) is plugged in there.
+2. otherwise :func:`prepare_for` asks the transcoder (``xvactor.transcode``) for the best
+   accepted syntax: uncompressed when possible, lossless before lossy, never lossy from a
+   lossless source; when nothing fits it says why and the item fails at once.
 
 Nothing here ever produces a syntax the peer did not accept.  Blocking; runs on a worker
 thread.
@@ -19,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
 from pynetdicom.dsutils import encode
@@ -98,23 +96,8 @@ def _dataset_bytes(path: Path) -> bytes:
     return data
 
 
-def _convert(path: Path, target: str) -> bytes:
-    """Decode an uncompressed file and encode it in another uncompressed syntax."""
-    try:
-        ds = dcmread(path)
-        implicit, little = _ENCODING[target]
-        encoded = encode(ds, implicit, little)
-    except Exception as exc:
-        raise UnreadableFile(f"cannot convert {path.name}: {exc}") from exc
-    if encoded is None:
-        raise UnreadableFile(f"cannot encode {path.name} in {target}")
-    return encoded
-
-
 def prepare_for(path: str | Path, accepted: Sequence[str]) -> tuple[bytes | Dataset, str]:
-    """Transcode a compressed (or to a compressed) syntax the peer accepted.
-
-    The hook where ``xvactor.transcode`` plugs in.
+    """The dataset of ``path`` in a syntax the peer accepted, through ``xvactor.transcode``.
 
     Parameters
     ----------
@@ -127,15 +110,25 @@ def prepare_for(path: str | Path, accepted: Sequence[str]) -> tuple[bytes | Data
     Returns
     -------
     tuple
-        The dataset (encoded bytes or a :class:`~pydicom.dataset.Dataset`) and the
-        accepted transfer syntax it is in.
+        The encoded dataset (no file meta) and the accepted transfer syntax it is in.
 
     Raises
     ------
     TranscodingNeeded
-        Always, until the transcoder is plugged in.
+        No accepted syntax can carry the instance (lossy to lossless, a bit depth the
+        codec cannot hold, ...); the message says why, in one line.
+    UnreadableFile
+        The file cannot be read.
     """
-    raise TranscodingNeeded("no accepted transfer syntax; transcoding needed")
+    from xvactor.transcode import TranscodeError, encode_for  # noqa: PLC0415 - codecs load lazily
+
+    try:
+        data, syntax = encode_for(path, accepted)
+    except TranscodeError as exc:
+        raise TranscodingNeeded(str(exc).splitlines()[0]) from exc
+    except OSError as exc:
+        raise UnreadableFile(f"cannot read {Path(path).name}: {exc.strerror or exc}") from exc
+    return data, str(syntax)
 
 
 def payload_for(path: str | Path, transfer_syntax_uid: str, accepted: Sequence[str]) -> Payload:
@@ -160,10 +153,8 @@ def payload_for(path: str | Path, transfer_syntax_uid: str, accepted: Sequence[s
     file = Path(path)
     if transfer_syntax_uid in accepted:
         return Payload(_dataset_bytes(file), transfer_syntax_uid)
-    if transfer_syntax_uid in UNCOMPRESSED:
-        for target in accepted:
-            if target in UNCOMPRESSED:
-                return Payload(_convert(file, target), target)
+    # Every conversion, uncompressed ones included, goes through the transcoder: pydicom
+    # alone writes Explicit VR Big Endian without swapping 16-bit pixel data.
     data, syntax = prepare_for(file, accepted)
     if syntax not in accepted:
         raise TranscodingNeeded(f"transcoder produced {syntax}, which the peer did not accept")
