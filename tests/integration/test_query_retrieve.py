@@ -344,3 +344,24 @@ def test_move_to_a_destination_that_is_down_lists_the_failed(
     assert "Failed: UnableToPerformSuboperations" in output or "0xa702" in output.lower(), output
     for uid in uids:
         assert uid in output, output
+
+
+def test_get_converts_for_a_requester_that_accepts_implicit_vr_only(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    study = str(catalog.datasets[0].StudyInstanceUID)  # holds the RLE instance
+    out = tmp_path / "implicit"
+    out.mkdir()
+    result = run_tool(
+        "getscu", "-S", "+xi", "-aec", catalog.node.ae_title, "-od", str(out),
+        "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
+        catalog.node.host, str(catalog.node.port),
+    )  # fmt: skip
+    received = {str(ds.SOPInstanceUID): ds for ds in map(dcmread, out.iterdir())}
+    expected = {str(ds.SOPInstanceUID): ds for ds in catalog.datasets}
+    assert set(received) == catalog.uids("SOPInstanceUID", StudyInstanceUID=study), (
+        result.stdout + result.stderr
+    )
+    for uid, ds in received.items():
+        assert ds.PixelData == expected[uid].PixelData
+    assert not list((catalog.node.data_dir / ".spool").rglob("get-*.dcm"))

@@ -7,6 +7,7 @@ in-flight C-STOREs while storage and catalog are still running.
 
 from __future__ import annotations
 
+import functools
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,7 +69,7 @@ class ListenerActor(Actor[ListenerInbox]):
                 bridge,
                 self._resolver,
                 self._router,
-                prepare_for_peer,
+                functools.partial(prepare_for_peer, scratch=self._spool_dir),
                 timeout=self._config.timeouts.dimse,
             )
         server = InboundServer(

@@ -97,7 +97,9 @@ class Prepared:
     """An instance ready to be sent in one of the requester's accepted syntaxes."""
 
     source: Path | Dataset
-    """The file itself (its syntax was accepted), or a converted dataset with file meta."""
+    """The file itself (its syntax was accepted), or a converted copy or dataset."""
+    temporary: bool = False
+    """``source`` is a scratch file of this sub-operation: deleted once sent."""
 
 
 class QueryServices(Protocol):
@@ -435,6 +437,7 @@ class QueryRetrieveSCP:
                 Status.UNABLE_TO_PERFORM_SUBOPERATIONS,
                 "No presentation context with the SCP role for the SOP Class",
             )
+        prepared: Prepared | None = None
         try:
             prepared = self._services.prepare(item, accepted)
             status = self._assoc.send_c_store(prepared.source, msg_id=message_id)
