@@ -451,6 +451,9 @@ class QueryRetrieveSCP:
             return SubOperationResult(
                 item.sop_instance_uid, reply.status, reply.error_comment or ""
             )
+        finally:
+            if prepared is not None and prepared.temporary and isinstance(prepared.source, Path):
+                prepared.source.unlink(missing_ok=True)
         code = int(getattr(status, "Status", Status.UNABLE_TO_PERFORM_SUBOPERATIONS))
         comment = str(getattr(status, "ErrorComment", "") or "")
         return SubOperationResult(item.sop_instance_uid, code, comment)
