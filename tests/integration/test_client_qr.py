@@ -314,8 +314,10 @@ async def test_move_to_an_unknown_destination_reports_the_status(archive: QRArch
 async def test_get_with_role_selection(archive: QRArchive, model: str) -> None:
     study = archive.study(0)
     keys = {"StudyInstanceUID": study}
-    if model != "study":
-        keys["PatientID"] = "PA"
+    if model != "study":  # the unique key of the level above: the study's own patient
+        keys["PatientID"] = next(
+            str(ds.PatientID) for ds in archive.instances if ds.StudyInstanceUID == study
+        )
     with tempfile.TemporaryDirectory() as out:
         async with Client(ae_title=MOVE_AE) as client:
             result = await client.get(archive.dest, keys, model=model, level="STUDY", out_dir=out)  # type: ignore[arg-type]
