@@ -11,6 +11,8 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
+from pynetdicom import AE
+from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 
 from xvactor.testing.datasets import make_dataset, write_in_transfer_syntax
 from xvactor.testing.dcmtk import require_tool, run_tool
@@ -365,3 +367,48 @@ def test_get_converts_for_a_requester_that_accepts_implicit_vr_only(
     for uid, ds in received.items():
         assert ds.PixelData == expected[uid].PixelData
     assert not list((catalog.node.data_dir / ".spool").rglob("get-*.dcm"))
+
+
+def test_combined_date_time_matching_when_negotiated(
+    make_node: Callable[..., NodeHandle], tmp_path: Path
+) -> None:
+    """PS3.4 C.2.2.2.5.1: with byte 2 of the extended negotiation, date and time combine.
+
+    DCMTK's findscu cannot ask for it, so pynetdicom is the requester here.
+    """
+    node = make_node(clients=[{"name": "all", "allow": ALL_SERVICES}])
+    times = {"A": ("20240105", "083000"), "B": ("20240106", "060000"), "C": ("20240106", "090000")}
+    files = []
+    for name, (date, time) in times.items():
+        ds = make_dataset(patient_id=name, rows=8, columns=8)
+        ds.StudyDate, ds.StudyTime = date, time
+        files.append(write_in_transfer_syntax(ds, ExplicitVRLittleEndian, tmp_path / name))
+    run_tool("storescu", "-aec", node.ae_title, node.host, str(node.port), *files, check=True)
+    find = "1.2.840.10008.5.1.4.1.2.2.1"
+
+    def patients(datetime_matching: bool) -> set[str]:
+        ae = AE(ae_title="PYFIND")
+        ae.add_requested_context(find)
+        item = SOPClassExtendedNegotiation()
+        item.sop_class_uid = find
+        item.service_class_application_information = (
+            b"\x00\x01" if datetime_matching else b"\x00\x00"
+        )
+        assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, ext_neg=[item])
+        assert assoc.is_established
+        agreed = assoc.acceptor.sop_class_extended.get(find, b"")
+        keys = Dataset()
+        keys.QueryRetrieveLevel = "STUDY"
+        keys.StudyDate, keys.StudyTime = "20240105-20240106", "0800-0800"
+        keys.PatientID = ""
+        found = {
+            str(identifier.PatientID)
+            for status, identifier in assoc.send_c_find(keys, find)
+            if status is not None and status.Status == 0xFF00 and identifier is not None
+        }
+        assoc.release()
+        assert agreed[1:2] == (b"\x01" if datetime_matching else b"\x00")
+        return found
+
+    assert patients(datetime_matching=True) == {"A", "B"}
+    assert patients(datetime_matching=False) == set()

@@ -78,6 +78,8 @@ class ResolveFind(Message, frozen=True, tag=True, kw_only=True):
     identifier: bytes
     results: object
     """A ``MemoryObjectSendStream[FindBatch | QueryFailed]`` owned by this command."""
+    combined_datetime: bool = False
+    """Combined date-time matching was agreed in Extended Negotiation (PS3.4 C.2.2.2.5.1)."""
 
 
 class StoredItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -198,7 +200,9 @@ class ResolverActor(Actor[ResolverInbox]):
         from xvactor.query.model import parse_identifier  # noqa: PLC0415
         from xvactor.query.resolver import resolve  # noqa: PLC0415
 
-        query = parse_identifier(keys, _model(message.sop_class_uid))
+        query = parse_identifier(
+            keys, _model(message.sop_class_uid), combined_datetime=message.combined_datetime
+        )
         return resolve(
             conn,
             query,

@@ -110,7 +110,12 @@ class BridgedQueryServices:
         self._timeout = timeout
 
     def find(
-        self, sop_class_uid: str, transfer_syntax_uid: str, identifier: bytes
+        self,
+        sop_class_uid: str,
+        transfer_syntax_uid: str,
+        identifier: bytes,
+        *,
+        combined_datetime: bool = False,
     ) -> ResultStream[bytes]:
         """Start the query on the resolver; its matches stream back."""
 
@@ -122,6 +127,7 @@ class BridgedQueryServices:
                 sop_class_uid=sop_class_uid,
                 transfer_syntax_uid=transfer_syntax_uid,
                 identifier=identifier,
+                combined_datetime=combined_datetime,
                 results=send,
             )
             try:

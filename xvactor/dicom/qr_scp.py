@@ -49,6 +49,7 @@ __all__ = [
     "ResultStream",
     "RetrieveItem",
     "SubOperationResult",
+    "extended_negotiation",
     "install",
 ]
 
@@ -106,9 +107,18 @@ class QueryServices(Protocol):
     """What the SCP needs from the node; every method may block (it runs on a thread)."""
 
     def find(
-        self, sop_class_uid: str, transfer_syntax_uid: str, identifier: bytes
+        self,
+        sop_class_uid: str,
+        transfer_syntax_uid: str,
+        identifier: bytes,
+        *,
+        combined_datetime: bool = False,
     ) -> ResultStream[bytes]:
-        """Matches for a C-FIND, each an Identifier encoded in ``transfer_syntax_uid``."""
+        """Matches for a C-FIND, each an Identifier encoded in ``transfer_syntax_uid``.
+
+        ``combined_datetime``: date and time keys are matched together (PS3.4
+        C.2.2.2.5.1), as agreed in Extended Negotiation.
+        """
         ...
 
     def retrieve(
@@ -135,6 +145,33 @@ class QueryServices(Protocol):
     def prepare(self, item: RetrieveItem, accepted: Sequence[str]) -> Prepared:
         """``item`` in one of the ``accepted`` transfer syntaxes (for C-GET)."""
         ...
+
+
+def _datetime_matching_agreed(application_information: bytes) -> bool:
+    """Byte 2 of the requester's C-FIND extended negotiation: date-time matching asked.
+
+    We agree to it whenever it is asked (:func:`extended_negotiation`).
+    """
+    return len(application_information) >= 2 and application_information[1] == 1
+
+
+def extended_negotiation(requested: dict[UID, bytes]) -> dict[UID, bytes]:
+    """Our answer to SOP Class Extended Negotiation (PS3.4 C.5.1.2.1, C.5.2.2.1).
+
+    For the Q/R FIND SOP Classes: relational queries (byte 1) not supported; combined
+    date-time matching (byte 2) supported; fuzzy semantic matching of person names
+    (byte 3) and timezone adjustment (byte 4) not supported.  Other SOP Classes get no
+    answer (their defaults apply).
+    """
+    answer: dict[UID, bytes] = {}
+    for sop_class, information in requested.items():
+        if str(sop_class) not in FIND_SOP_CLASSES or not information:
+            continue
+        agreed = bytearray(len(information[:4]))
+        if _datetime_matching_agreed(information):
+            agreed[1] = 1
+        answer[sop_class] = bytes(agreed)
+    return answer
 
 
 def install(assoc: Association, services: QueryServices) -> None:
@@ -256,6 +293,11 @@ class QueryRetrieveSCP:
                 str(req.AffectedSOPClassUID),
                 str(self._transfer_syntax(context_id)),
                 self._identifier(req),
+                combined_datetime=_datetime_matching_agreed(
+                    self._assoc.requestor.sop_class_extended.get(
+                        UID(str(req.AffectedSOPClassUID)), b""
+                    )
+                ),
             )
             for identifier in stream:
                 if self._cancelled(message_id):

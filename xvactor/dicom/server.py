@@ -138,6 +138,7 @@ class InboundServer:
             (evt.EVT_REJECTED, self._on_outcome("rejected")),
             (evt.EVT_RELEASED, self._on_outcome("released")),
             (evt.EVT_ABORTED, self._on_outcome("aborted")),
+            (evt.EVT_SOP_EXTENDED, self._on_sop_extended),
             (evt.EVT_C_ECHO, self._on_c_echo),
             (evt.EVT_C_STORE, self._on_c_store),
         ]
@@ -278,6 +279,10 @@ class InboundServer:
         if assoc.is_rejected and not log.reason and rejection is not None:
             log.reason = str(rejection.reason_str)
         LOGGER.info(log.line())
+
+    def _on_sop_extended(self, event: evt.Event) -> dict[Any, bytes]:
+        requested: dict[Any, bytes] = getattr(event, "app_info", {})
+        return qr_scp.extended_negotiation(requested)
 
     def _on_c_echo(self, event: evt.Event) -> int:
         self._log_for(event.assoc).count_echo()
