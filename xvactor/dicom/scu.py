@@ -20,10 +20,14 @@ through (``xvactor.testing`` fakes them); :class:`PynetdicomPort` is the real on
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from io import BytesIO
+from pathlib import Path
 from typing import Any, Protocol
 
 from pynetdicom import AE, build_context, evt
@@ -39,14 +43,19 @@ from xvactor.dicom.tls import client_context
 from xvactor.sender.queue import SendItem
 
 __all__ = [
+    "LOCK_DIR",
     "MAX_CONTEXTS",
     "AssociationFailed",
     "AssociationPort",
+    "DestinationLock",
     "Peer",
     "PynetdicomPort",
     "StoreAssociation",
     "contexts_for",
 ]
+
+LOCK_DIR = ".senders"
+"""Under the data directory: one lock file per destination (see :class:`DestinationLock`)."""
 
 MAX_CONTEXTS = 128
 """Presentation contexts per association: odd context IDs 1-255 (PS3.8 Section 9.3.2.2)."""
@@ -71,6 +80,8 @@ class Peer:
     dimse_timeout: float = 60.0
     implementation_class_uid: str = DEFAULT_IMPLEMENTATION_CLASS_UID
     implementation_version_name: str = "XVACTOR_010"
+    lock_dir: Path | None = None
+    """Where the per-destination lock files live (``None``: no cross-process lock)."""
 
     @classmethod
     def for_destination(cls, destination: Destination, config: NodeConfig) -> Peer:
@@ -87,6 +98,7 @@ class Peer:
             dimse_timeout=config.timeouts.dimse,
             implementation_class_uid=config.implementation_class_uid,
             implementation_version_name=config.implementation_version_name,
+            lock_dir=config.data_path.resolve() / LOCK_DIR,
         )
 
     def __str__(self) -> str:
@@ -222,11 +234,50 @@ def _why_not(peer: Peer, assoc: Association) -> str:
     return f"association aborted by {peer} during negotiation"
 
 
+class DestinationLock:
+    """One association at a time to a destination across the node's processes.
+
+    The receive workers and the main process each run senders; an exclusive ``flock`` on
+    ``<data>/.senders/<destination>.lock`` is held for the life of each association, so
+    the rule holds node-wide.  The kernel frees it if a process dies.  A sender waiting
+    for it waits on a worker thread (the other process releases after its batch or after
+    ``sender.idle_release``).
+    """
+
+    def __init__(self, directory: Path, peer: Peer) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha1(str(peer).encode(), usedforsecurity=False).hexdigest()[:16]
+        self._path = directory / f"{name}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Block until no other association to the destination is open."""
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        """Let the next association to the destination open (idempotent)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor drops the flock
+
+
 class _PynetdicomAssociation:
     """A :class:`StoreAssociation` over a pynetdicom requestor association."""
 
-    def __init__(self, assoc: Association, proposed: frozenset[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        assoc: Association,
+        proposed: frozenset[tuple[str, str]],
+        lock: DestinationLock | None = None,
+    ) -> None:
         self._assoc = assoc
+        self._lock = lock
         self._proposed = proposed
         self._message_id = 0
         accepted: dict[str, dict[str, int]] = {}
@@ -286,14 +337,22 @@ class _PynetdicomAssociation:
         return Attempt(status=int(response.Status), error_comment=str(response.ErrorComment or ""))
 
     def release(self) -> None:
-        if self._assoc.is_established:
-            self._assoc.release()
-        if self._assoc.is_established:
-            self._assoc.abort()
+        try:
+            if self._assoc.is_established:
+                self._assoc.release()
+            if self._assoc.is_established:
+                self._assoc.abort()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def abort(self) -> None:
-        if not (self._assoc.is_released or self._assoc.is_aborted):
-            self._assoc.abort()
+        try:
+            if not (self._assoc.is_released or self._assoc.is_aborted):
+                self._assoc.abort()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
 
 class PynetdicomPort:
@@ -323,6 +382,22 @@ class PynetdicomPort:
         if peer.tls is not None:
             tls_args = (client_context(peer.tls), peer.host)
         requested = [build_context(sop_class, list(syntaxes)) for sop_class, syntaxes in contexts]
+        lock = DestinationLock(peer.lock_dir, peer) if peer.lock_dir is not None else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            assoc = self._associate(requested, tls_args)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        proposed = frozenset(
+            (sop_class, syntax) for sop_class, syntaxes in contexts for syntax in syntaxes
+        )
+        return _PynetdicomAssociation(assoc, proposed, lock)
+
+    def _associate(self, requested: list[Any], tls_args: Any) -> Association:
+        peer = self._peer
         try:
             assoc = self._ae.associate(
                 peer.host,
@@ -337,7 +412,4 @@ class PynetdicomPort:
             raise AssociationFailed(f"cannot associate with {peer}: {exc}") from exc
         if not assoc.is_established:
             raise AssociationFailed(_why_not(peer, assoc))
-        proposed = frozenset(
-            (sop_class, syntax) for sop_class, syntaxes in contexts for syntax in syntaxes
-        )
-        return _PynetdicomAssociation(assoc, proposed)
+        return assoc
