@@ -22,6 +22,8 @@ from typing import Any
 
 import msgspec
 
+from xvactor.transcode.options import OutputEncoding
+
 __all__ = [
     "DEFAULT_IMPLEMENTATION_CLASS_UID",
     "Client",
@@ -138,6 +140,9 @@ class Destination(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     """Our calling AE title towards this destination (``None``: the node's ``ae_title``)."""
     local_port: int = 0
     """Port of our own Storage SCP while we C-MOVE from this peer (0: any free port)."""
+    output: OutputEncoding | None = None
+    """How instances are encoded for this destination (transfer syntax, byte order, VR,
+    group lengths, length encoding, empty elements); ``None`` sends them as stored."""
 
 
 class QueueKind(enum.StrEnum):

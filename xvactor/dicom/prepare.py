@@ -23,6 +23,7 @@ from pydicom.filereader import read_file_meta_info
 from pynetdicom.dsutils import encode
 
 from xvactor.dicom.part10 import dataset_offset
+from xvactor.transcode.options import OutputEncoding
 
 __all__ = [
     "UNCOMPRESSED",
@@ -96,7 +97,9 @@ def _dataset_bytes(path: Path) -> bytes:
     return data
 
 
-def prepare_for(path: str | Path, accepted: Sequence[str]) -> tuple[bytes | Dataset, str]:
+def prepare_for(
+    path: str | Path, accepted: Sequence[str], output: OutputEncoding | None = None
+) -> tuple[bytes | Dataset, str]:
     """The dataset of ``path`` in a syntax the peer accepted, through ``xvactor.transcode``.
 
     Parameters
@@ -123,7 +126,7 @@ def prepare_for(path: str | Path, accepted: Sequence[str]) -> tuple[bytes | Data
     from xvactor.transcode import TranscodeError, encode_for  # noqa: PLC0415 - codecs load lazily
 
     try:
-        data, syntax = encode_for(path, accepted)
+        data, syntax = encode_for(path, accepted, output)
     except TranscodeError as exc:
         raise TranscodingNeeded(str(exc).splitlines()[0]) from exc
     except OSError as exc:
@@ -131,7 +134,12 @@ def prepare_for(path: str | Path, accepted: Sequence[str]) -> tuple[bytes | Data
     return data, str(syntax)
 
 
-def payload_for(path: str | Path, transfer_syntax_uid: str, accepted: Sequence[str]) -> Payload:
+def payload_for(
+    path: str | Path,
+    transfer_syntax_uid: str,
+    accepted: Sequence[str],
+    output: OutputEncoding | None = None,
+) -> Payload:
     """Choose and build what to send for one file (the three cases of the module docstring).
 
     Parameters
@@ -151,11 +159,12 @@ def payload_for(path: str | Path, transfer_syntax_uid: str, accepted: Sequence[s
         No accepted syntax is reachable without the transcoder.
     """
     file = Path(path)
-    if transfer_syntax_uid in accepted:
+    as_stored = output is None or output == OutputEncoding()
+    if as_stored and transfer_syntax_uid in accepted:
         return Payload(_dataset_bytes(file), transfer_syntax_uid)
     # Every conversion, uncompressed ones included, goes through the transcoder: pydicom
     # alone writes Explicit VR Big Endian without swapping 16-bit pixel data.
-    data, syntax = prepare_for(file, accepted)
+    data, syntax = prepare_for(file, accepted, output)
     if syntax not in accepted:
         raise TranscodingNeeded(f"transcoder produced {syntax}, which the peer did not accept")
     if isinstance(data, Dataset):

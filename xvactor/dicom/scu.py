@@ -41,6 +41,8 @@ from xvactor.dicom.outcome import Attempt, Problem
 from xvactor.dicom.prepare import UNCOMPRESSED, TranscodingNeeded, UnreadableFile, payload_for
 from xvactor.dicom.tls import client_context
 from xvactor.sender.queue import SendItem
+from xvactor.transcode.options import OutputEncoding
+from xvactor.transcode.syntaxes import resolve as resolve_syntax
 
 __all__ = [
     "LOCK_DIR",
@@ -82,6 +84,8 @@ class Peer:
     implementation_version_name: str = "XVACTOR_010"
     lock_dir: Path | None = None
     """Where the per-destination lock files live (``None``: no cross-process lock)."""
+    output: OutputEncoding | None = None
+    """The destination's output encoding (``None``: as stored)."""
 
     @classmethod
     def for_destination(cls, destination: Destination, config: NodeConfig) -> Peer:
@@ -99,6 +103,7 @@ class Peer:
             implementation_class_uid=config.implementation_class_uid,
             implementation_version_name=config.implementation_version_name,
             lock_dir=config.data_path.resolve() / LOCK_DIR,
+            output=destination.output,
         )
 
     def __str__(self) -> str:
@@ -234,6 +239,19 @@ def _why_not(peer: Peer, assoc: Association) -> str:
     return f"association aborted by {peer} during negotiation"
 
 
+def _preferred_syntax(output: OutputEncoding | None) -> str:
+    """The transfer syntax a destination's output options ask for ("" for as stored)."""
+    if output is None:
+        return ""
+    if output.transfer_syntax:
+        return str(resolve_syntax(output.transfer_syntax))
+    if output.big_endian:
+        return "1.2.840.10008.1.2.2"  # Explicit VR Big Endian
+    if output.explicit_vr is False:
+        return "1.2.840.10008.1.2"  # Implicit VR Little Endian
+    return ""
+
+
 class DestinationLock:
     """One association at a time to a destination across the node's processes.
 
@@ -275,9 +293,11 @@ class _PynetdicomAssociation:
         assoc: Association,
         proposed: frozenset[tuple[str, str]],
         lock: DestinationLock | None = None,
+        output: OutputEncoding | None = None,
     ) -> None:
         self._assoc = assoc
         self._lock = lock
+        self._output = output
         self._proposed = proposed
         self._message_id = 0
         accepted: dict[str, dict[str, int]] = {}
@@ -308,7 +328,7 @@ class _PynetdicomAssociation:
                 error_comment="Peer accepted no presentation context for the SOP class",
             )
         try:
-            payload = payload_for(item.path, item.transfer_syntax_uid, list(accepted))
+            payload = payload_for(item.path, item.transfer_syntax_uid, list(accepted), self._output)
         except UnreadableFile as exc:
             return Attempt(problem=Problem.UNREADABLE, error_comment=str(exc)[:64])
         except TranscodingNeeded as exc:
@@ -382,6 +402,12 @@ class PynetdicomPort:
         if peer.tls is not None:
             tls_args = (client_context(peer.tls), peer.host)
         requested = [build_context(sop_class, list(syntaxes)) for sop_class, syntaxes in contexts]
+        preferred = _preferred_syntax(peer.output)
+        if preferred:
+            # The destination's output syntax, offered first for every SOP class.
+            classes = dict.fromkeys(sop_class for sop_class, _ in contexts)
+            room = MAX_CONTEXTS - len(requested)
+            requested = [build_context(c, [preferred]) for c in classes][:room] + requested
         lock = DestinationLock(peer.lock_dir, peer) if peer.lock_dir is not None else None
         if lock is not None:
             lock.acquire()
@@ -394,7 +420,7 @@ class PynetdicomPort:
         proposed = frozenset(
             (sop_class, syntax) for sop_class, syntaxes in contexts for syntax in syntaxes
         )
-        return _PynetdicomAssociation(assoc, proposed, lock)
+        return _PynetdicomAssociation(assoc, proposed, lock, peer.output)
 
     def _associate(self, requested: list[Any], tls_args: Any) -> Association:
         peer = self._peer

@@ -134,8 +134,17 @@ def encode_for(
     """
     output = output or OutputEncoding()
     ds = _read(source)
-    chosen = choose_transfer_syntax(ds, accepted_transfer_syntaxes, output.transfer_syntax)
-    plain = output == OutputEncoding(transfer_syntax=output.transfer_syntax, quality=output.quality)
+    preferred = output.transfer_syntax
+    if not preferred and (output.big_endian or output.explicit_vr is not None):
+        preferred = str(output.target_for(transfer_syntax_of(ds)))  # byte order / VR asked
+    chosen = choose_transfer_syntax(ds, accepted_transfer_syntaxes, preferred)
+    # Byte order and VR are carried by the chosen syntax; the rest needs re-encoding.
+    plain = output == OutputEncoding(
+        transfer_syntax=output.transfer_syntax,
+        quality=output.quality,
+        big_endian=output.big_endian,
+        explicit_vr=output.explicit_vr,
+    )
     if chosen == transfer_syntax_of(ds) and plain:
         raw = source if isinstance(source, bytes) else _read_bytes(source)
         start = _dataset_offset(raw)
