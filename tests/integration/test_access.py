@@ -129,3 +129,36 @@ def test_several_listen_addresses_serve_the_same_node(make_node: Any, tmp_path: 
     handle = make_node(listeners=[{"host": "127.0.0.1", "port": port} for port in ports])
     for port in ports:
         assert echoscu(handle, "ANY", port)[0] == 0
+
+
+def test_query_and_retrieve_permissions_are_separate(make_node: Any, tmp_path: Path) -> None:
+    """A viewer may query but not retrieve; a mover may retrieve but not query."""
+    handle = make_node(
+        clients=[
+            {"name": "loader", "ae_title": "LOADER", "allow": ["store"]},
+            {"name": "viewer", "ae_title": "VIEWER", "allow": ["query"]},
+            {"name": "mover", "ae_title": "MOVER", "allow": ["retrieve"]},
+        ],
+        destinations=[{"name": "m", "ae_title": "MOVER", "host": "127.0.0.1", "port": 1}],
+    )
+    ds = make_dataset()
+    assert storescu(handle, "LOADER", tmp_path)[0]
+    peer = (handle.host, str(handle.port))
+    study = ["-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID"]
+    found = run_tool("findscu", "-S", "-aet", "VIEWER", "-aec", handle.ae_title, *study, *peer)
+    assert found.returncode == 0, found.stdout + found.stderr
+    for tool, aet in (("findscu", "MOVER"), ("getscu", "VIEWER"), ("movescu", "VIEWER")):
+        extra = ["-aem", "MOVER"] if tool == "movescu" else []
+        refused = run_tool(tool, "-S", "-aet", aet, "-aec", handle.ae_title, *extra,
+                           "-k", "QueryRetrieveLevel=STUDY",
+                           "-k", f"StudyInstanceUID={ds.StudyInstanceUID}", *peer)  # fmt: skip
+        output = refused.stdout + refused.stderr
+        # movescu reports the refusal but exits 0 (DCMTK 3.6.7); the others exit non-zero.
+        assert any(
+            text in output
+            for text in (
+                "No Acceptable Presentation Contexts",
+                "No presentation context",
+                "No valid Presentation Context",
+            )
+        ), (tool, aet, output)
