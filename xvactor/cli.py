@@ -11,8 +11,12 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xvactor import cli_convert, cli_query, cli_store, cli_worklist
+
+if TYPE_CHECKING:
+    from xvactor.dicom.qr_scu import Peer
 
 __all__ = ["main"]
 
@@ -32,10 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
 
     echo = verbs.add_parser("echo", help="C-ECHO a peer (like DCMTK's echoscu)")
-    echo.add_argument("peer", help="host name or address")
-    echo.add_argument("port", type=int)
-    echo.add_argument("--aet", default="XVACTOR", help="our (calling) AE title")
-    echo.add_argument("--aec", default="ANY-SCP", help="the peer's (called) AE title")
+    echo.add_argument("peer", nargs="?", help="host name or address")
+    echo.add_argument("port", nargs="?", type=int)
+    echo.add_argument("--aet", help="our (calling) AE title (default XVACTOR)")
+    echo.add_argument("--aec", help="the peer's (called) AE title (default ANY-SCP)")
+    echo.add_argument("--to", metavar="NAME", help="a destination of --config instead of PEER")
+    echo.add_argument("--config", type=Path, help="configuration (TOML) naming destinations")
     echo.add_argument("--timeout", type=float, default=10.0, help="seconds per phase")
 
     cli_store.add_parser(verbs)
@@ -88,22 +94,70 @@ def _one_line(exc: BaseException) -> str:
     return text
 
 
+def _echo_peer(args: argparse.Namespace) -> Peer:
+    """Where to echo: PEER PORT with --aet/--aec, or a named destination (--to)."""
+    from xvactor.config import load_config  # noqa: PLC0415
+    from xvactor.dicom.qr_scu import Peer  # noqa: PLC0415
+
+    if args.to is None:
+        if args.peer is None or args.port is None:
+            raise ValueError("give PEER PORT, or --to NAME with --config FILE")
+        return Peer(
+            host=args.peer,
+            port=args.port,
+            ae_title=args.aec or "ANY-SCP",
+            calling_ae_title=args.aet or "XVACTOR",
+            connect_timeout=args.timeout,
+            acse_timeout=args.timeout,
+            dimse_timeout=args.timeout,
+        )
+    if args.peer is not None:
+        raise ValueError("give either PEER PORT or --to NAME, not both")
+    config = load_config(args.config)
+    destination = next((d for d in config.destinations if d.name == args.to), None)
+    if destination is None:
+        names = ", ".join(d.name for d in config.destinations) or "none"
+        raise ValueError(f"no destination named {args.to!r} (configured: {names})")
+    return Peer(
+        host=destination.host,
+        port=destination.port,
+        ae_title=args.aec or destination.ae_title,
+        calling_ae_title=args.aet or destination.local_ae_title or config.ae_title,
+        tls=destination.tls,
+        connect_timeout=args.timeout,
+        acse_timeout=args.timeout,
+        dimse_timeout=args.timeout,
+    )
+
+
 def _echo(args: argparse.Namespace) -> int:
-    from xvactor.dicom.echo import echo  # noqa: PLC0415
+    from xvactor.config import ConfigError  # noqa: PLC0415
+    from xvactor.dicom.qr_scu import AssociationFailed  # noqa: PLC0415
+    from xvactor.dicom.tls import TlsConfigError  # noqa: PLC0415
 
     logging.basicConfig(level=logging.CRITICAL)
-    outcome = echo(
-        args.peer,
-        args.port,
-        calling_ae_title=args.aet,
-        called_ae_title=args.aec,
-        timeout=args.timeout,
-    )
-    if outcome.ok:
-        print(f"C-ECHO {args.aec}@{args.peer}:{args.port}: success")
+    try:
+        peer = _echo_peer(args)
+    except (ConfigError, ValueError) as exc:
+        print(f"xvactor echo: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        status = echo_peer(peer)
+    except (AssociationFailed, TlsConfigError, OSError) as exc:
+        print(f"xvactor echo: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    if status == 0x0000:
+        print(f"C-ECHO {peer}: success")
         return 0
-    print(f"xvactor echo: {outcome.reason}", file=sys.stderr)
+    print(f"xvactor echo: {peer} answered status 0x{status:04X}", file=sys.stderr)
     return EXIT_FAILURE
+
+
+def echo_peer(peer: Peer) -> int:
+    """C-ECHO ``peer`` and return its status (blocking)."""
+    from xvactor.dicom.qr_scu import echo  # noqa: PLC0415
+
+    return echo(peer)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,6 +43,23 @@ def test_echo_against_dcmtk_storescp(tmp_path: Path) -> None:
     assert "success" in result.stdout
 
 
+@pytest.mark.dcmtk
+def test_echo_a_named_destination(tmp_path: Path) -> None:
+    with StoreSCP(tmp_path / "scp") as scp:
+        config = tmp_path / "client.toml"
+        config.write_text(
+            f'ae_title = "MODALITY"\n[[destinations]]\nname = "archive"\n'
+            f'ae_title = "{scp.ae_title}"\nhost = "127.0.0.1"\nport = {scp.port}\n'
+        )
+        result = xvactor("echo", "--to", "archive", "--config", str(config))
+        assert result.returncode == 0, result.stderr
+        assert f"{scp.ae_title}@127.0.0.1:{scp.port}: success" in result.stdout
+        unknown = xvactor("echo", "--to", "nowhere", "--config", str(config))
+    assert unknown.returncode == 2
+    assert "no destination named 'nowhere' (configured: archive)" in one_line_error(unknown)
+    assert xvactor("echo").returncode == 2
+
+
 def test_echo_refused() -> None:
     result = xvactor("echo", "127.0.0.1", str(free_port()))
     assert result.returncode == 1
