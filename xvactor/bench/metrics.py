@@ -137,6 +137,8 @@ class Tally:
         C-FIND pending responses (matches) received.
     span : float
         Seconds from the run's start to the last final response.
+    examples : dict of str to str
+        The first message of each error kind.
     """
 
     attempts: int = 0
@@ -151,6 +153,7 @@ class Tally:
     bins: dict[int, list[int]] = field(default_factory=dict)
     matches: int = 0
     span: float = 0.0
+    examples: dict[str, str] = field(default_factory=dict)
 
     def completed(self, status: int, seconds: float, size: int, since_start: float) -> None:
         """Record a final response with ``status`` after ``seconds``."""
@@ -164,9 +167,11 @@ class Tally:
             slot[0] += 1
             slot[1] += size
 
-    def failed(self, kind: str) -> None:
-        """Record a failure without a response."""
+    def failed(self, kind: str, message: str = "") -> None:
+        """Record a failure without a response; the first message of each kind is kept."""
         self.errors[kind] = self.errors.get(kind, 0) + 1
+        if message:
+            self.examples.setdefault(kind, message)
 
     def merge(self, other: Tally) -> None:
         """Add ``other``'s counts to this tally."""
@@ -178,6 +183,8 @@ class Tally:
         self.span = max(self.span, other.span)
         self.statuses = dict(Counter(self.statuses) + Counter(other.statuses))
         self.errors = dict(Counter(self.errors) + Counter(other.errors))
+        for kind, message in other.examples.items():
+            self.examples.setdefault(kind, message)
         self.latency.merge(other.latency)
         self.setup.merge(other.setup)
         self.first.merge(other.first)

@@ -103,6 +103,7 @@ def run_figures(result: RunResult) -> dict[str, Any]:
         "matches": tally.matches,
         "statuses": _statuses(tally.statuses),
         "errors": dict(sorted(tally.errors.items())),
+        "error_examples": dict(sorted(tally.examples.items())),
         "problems": result.problems,
         "timeline": result.timeline(),
         "latency_histogram_us": tally.latency.to_dict()["counts"],
@@ -172,6 +173,7 @@ def _detail(result: RunResult, kind: str) -> list[str]:
     lines.append(f"statuses          {statuses}")
     errors = ", ".join(f"{k}: {v}" for k, v in sorted(tally.errors.items())) or "none"
     lines.append(f"errors            {errors}")
+    lines.extend(f"  {kind:<15} {text}" for kind, text in sorted(tally.examples.items()))
     lines.extend(f"problem           {problem}" for problem in result.problems)
     return lines
 

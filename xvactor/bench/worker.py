@@ -120,7 +120,7 @@ class _Slot:
                 self._request(self.assoc, due, start)
                 failures = 0
             except WireError as exc:
-                self.tally.failed(exc.kind)
+                self.tally.failed(exc.kind, str(exc))
                 failures += 1
                 if self.assoc is not None:
                     self.assoc.abort()
@@ -153,7 +153,7 @@ class _Slot:
         template, uid, data = self.stream.next()
         cid = self.ids.get(template.sop_class_uid, {}).get(template.transfer_syntax_uid)
         if cid is None:
-            self.tally.failed("no-context")
+            self.tally.failed("no-context", f"no context for {template.sop_class_uid}")
             return
         command = c_store_rq(assoc.next_message_id(), template.sop_class_uid, uid)
         response = assoc.request(cid, command, data)
@@ -164,7 +164,7 @@ class _Slot:
         query = self.job.queries[self.tally.attempts % len(self.job.queries)]
         syntaxes = self.ids.get(query.sop_class_uid, {})
         if not syntaxes:
-            self.tally.failed("no-context")
+            self.tally.failed("no-context", f"no context for {query.sop_class_uid}")
             return
         syntax, cid = next(iter(syntaxes.items()))
         identifier = query.implicit if syntax == _IMPLICIT else query.explicit
