@@ -110,7 +110,7 @@ def test_replayed_files_keep_their_syntax_and_get_new_uids(tmp_path: Path) -> No
 def test_bad_files_are_one_line_errors(tmp_path: Path) -> None:
     junk = tmp_path / "junk.dcm"
     junk.write_bytes(b"not dicom at all")
-    with pytest.raises(WorkloadError, match="junk.dcm"):
+    with pytest.raises(WorkloadError, match=r"junk\.dcm"):
         file_templates([junk], RUN)
     with pytest.raises(WorkloadError, match="no such file"):
         file_templates([tmp_path / "missing"], RUN)
