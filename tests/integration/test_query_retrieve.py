@@ -412,3 +412,21 @@ def test_combined_date_time_matching_when_negotiated(
 
     assert patients(datetime_matching=True) == {"A", "B"}
     assert patients(datetime_matching=False) == set()
+
+
+def test_responses_larger_than_the_peers_pdu_are_fragmented(
+    make_node: Callable[..., NodeHandle], tmp_path: Path
+) -> None:
+    """findscu receives at most 4096-byte PDUs and refuses larger ones (PS3.8 9.3.1)."""
+    node = make_node(clients=[{"name": "all", "allow": ALL_SERVICES}])
+    ds = make_dataset(rows=8, columns=8)
+    ds.ImageComments = "long comment " * 500  # 6,500 bytes: the response spans PDUs
+    source = write_in_transfer_syntax(ds, ExplicitVRLittleEndian, tmp_path / "long.dcm")
+    run_tool("storescu", "-aec", node.ae_title, node.host, str(node.port), source, check=True)
+    query = query_file(
+        tmp_path / "long-q.dcm", "IMAGE", StudyInstanceUID=str(ds.StudyInstanceUID),
+        SeriesInstanceUID=str(ds.SeriesInstanceUID), SOPInstanceUID="", ImageComments="",
+    )  # fmt: skip
+    result, responses = findscu(Catalog(node, (), 0), tmp_path, "study", query, "-pdu", "4096")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [str(r.ImageComments) for r in responses] == [str(ds.ImageComments).strip()]

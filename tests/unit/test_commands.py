@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
-from pynetdicom.dimse_messages import C_STORE_RSP
-from pynetdicom.dimse_primitives import C_STORE
+from io import BytesIO
 
-from xvactor.dicom.commands import encode_c_store_rsp, pdv_command_last
+import pytest
+from pynetdicom.dimse_messages import C_FIND_RSP, C_STORE_RSP
+from pynetdicom.dimse_primitives import C_FIND, C_STORE
+
+from xvactor.dicom.commands import (
+    encode_c_find_rsp_pending,
+    encode_c_store_rsp,
+    pdv_command_last,
+    pdvs_dataset,
+)
 
 
 def pynetdicom_encoding(status: int, comment: str | None, uid: str) -> bytes:
@@ -41,3 +48,24 @@ def test_c_store_rsp_equals_pynetdicoms(status: int, comment: str | None, uid: s
         )
     )
     assert ours == pynetdicom_encoding(status, comment, uid)
+
+
+@pytest.mark.parametrize("sop_class", ["1.2.840.10008.5.1.4.1.2.2.1", "1.2.840.10008.5.1.4.31"])
+def test_pending_c_find_rsp_equals_pynetdicoms(sop_class: str) -> None:
+    rsp = C_FIND()
+    rsp.MessageIDBeingRespondedTo = 513
+    rsp.AffectedSOPClassUID = sop_class
+    rsp.Status = 0xFF00
+    rsp.Identifier = BytesIO(b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY ")
+    message = C_FIND_RSP()
+    message.primitive_to_message(rsp)
+    command, data = (pdv for p_data in message.encode_msg(1, 16384)
+                     for _, pdv in p_data.presentation_data_value_list)  # fmt: skip
+    ours = pdv_command_last(encode_c_find_rsp_pending(message_id=513, sop_class_uid=sop_class))
+    assert ours == bytes(command)
+    assert pdvs_dataset(bytes(data)[1:], 0) == [bytes(data)]
+
+
+def test_a_large_identifier_is_fragmented() -> None:
+    pdvs = pdvs_dataset(b"x" * 10, 4)
+    assert pdvs == [b"\x00xxxx", b"\x00xxxx", b"\x02xx"]

@@ -10,10 +10,22 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["C_STORE_RSP", "NO_DATASET", "encode_c_store_rsp", "pdv_command_last"]
+__all__ = [
+    "C_FIND_RSP",
+    "C_STORE_RSP",
+    "NO_DATASET",
+    "encode_c_find_rsp_pending",
+    "encode_c_store_rsp",
+    "pdv_command_last",
+    "pdvs_dataset",
+]
 
 C_STORE_RSP = 0x8001
+C_FIND_RSP = 0x8020
 NO_DATASET = 0x0101
+DATASET_PRESENT = 0x0001  # any value but 0x0101 (PS3.7 Section E.1); as pynetdicom writes
+_DATA_FRAGMENT = b"\x00"  # PS3.8 E.2: data set information, more fragments follow
+_DATA_LAST_FRAGMENT = b"\x02"
 _COMMAND_LAST_FRAGMENT = b"\x03"  # PS3.8 E.2: command information, last fragment
 
 
@@ -57,3 +69,33 @@ def encode_c_store_rsp(
 def pdv_command_last(command_set: bytes) -> bytes:
     """A presentation data value holding a whole command set (PS3.8 Annex E.2)."""
     return _COMMAND_LAST_FRAGMENT + command_set
+
+
+def encode_c_find_rsp_pending(*, message_id: int, sop_class_uid: str) -> bytes:
+    """The command set of a Pending C-FIND-RSP with an Identifier (PS3.7 9.3.2.2, 9.1.2.1.6).
+
+    Status 0xFF00; Affected SOP Class UID, Message ID Being Responded To, and a Command
+    Data Set Type saying an Identifier follows.
+    """
+    body = b"".join(
+        (
+            _element(0x0002, _uid(sop_class_uid)),  # Affected SOP Class UID
+            _element(0x0100, struct.pack("<H", C_FIND_RSP)),  # Command Field
+            _element(0x0120, struct.pack("<H", message_id)),  # Message ID Being Responded To
+            _element(0x0800, struct.pack("<H", DATASET_PRESENT)),  # Command Data Set Type
+            _element(0x0900, struct.pack("<H", 0xFF00)),  # Status: Pending
+        )
+    )
+    return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+def pdvs_dataset(data: bytes, max_fragment: int) -> list[bytes]:
+    """A data set as presentation data values of at most ``max_fragment`` bytes each.
+
+    ``max_fragment`` counts the data only (the peer's maximum PDU length less the PDU
+    and PDV headers); 0 means one fragment.
+    """
+    if max_fragment <= 0 or len(data) <= max_fragment:
+        return [_DATA_LAST_FRAGMENT + data]
+    chunks = [data[i : i + max_fragment] for i in range(0, len(data), max_fragment)]
+    return [_DATA_FRAGMENT + chunk for chunk in chunks[:-1]] + [_DATA_LAST_FRAGMENT + chunks[-1]]

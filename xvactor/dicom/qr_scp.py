@@ -33,7 +33,9 @@ from pydicom.uid import UID
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE
 from pynetdicom.dsutils import encode
+from pynetdicom.pdu_primitives import P_DATA
 
+from xvactor.dicom.commands import encode_c_find_rsp_pending, pdv_command_last, pdvs_dataset
 from xvactor.dicom.contexts import (
     FIND_SOP_CLASSES,
     GET_SOP_CLASSES,
@@ -58,6 +60,7 @@ LOGGER = logging.getLogger("xvactor.qr")
 T_co = TypeVar("T_co", covariant=True)
 
 _FIND = frozenset((*FIND_SOP_CLASSES, MODALITY_WORKLIST_FIND))
+_PDV_OVERHEAD = 6  # a PDV item's length (4), context ID (1) and control header (1)
 _MOVE = frozenset(MOVE_SOP_CLASSES)
 _GET = frozenset(GET_SOP_CLASSES)
 
@@ -270,6 +273,28 @@ class QueryRetrieveSCP:
     def _send(self, rsp: Any, context_id: int) -> None:
         self._assoc.dimse.send_msg(rsp, context_id)
 
+    def _send_pending(self, context_id: int, command: bytes, identifier: bytes) -> None:
+        """A Pending C-FIND-RSP and its Identifier, encoded once and queued on the DUL.
+
+        pynetdicom's ``send_msg`` builds the command set through pydicom twice per
+        response; the C-FIND hot path sends pre-encoded bytes instead (PS3.8 Annex E),
+        fragmented to the peer's maximum PDU length.
+        """
+        peer_max = int(self._assoc.requestor.maximum_length or 0)
+        fragment = peer_max - _PDV_OVERHEAD if peer_max else 0
+        pdvs = [command, *pdvs_dataset(identifier, fragment)]
+        if peer_max == 0 or sum(len(pdv) + 4 for pdv in pdvs) <= peer_max:
+            self._send_pdvs(context_id, pdvs)  # one P-DATA-TF PDU
+        else:
+            for pdv in pdvs:
+                self._send_pdvs(context_id, [pdv])
+
+    def _send_pdvs(self, context_id: int, pdvs: list[bytes]) -> None:
+        primitive = P_DATA()
+        # pynetdicom checks for [id, pdv] lists at run time (its annotation says tuples).
+        primitive.presentation_data_value_list = [[context_id, pdv] for pdv in pdvs]  # type: ignore[misc]
+        self._assoc.dul.send_pdu(primitive)
+
     def _status_identifier(self, context_id: int, **elements: object) -> BytesIO:
         ds = Dataset()
         for keyword, value in elements.items():
@@ -299,13 +324,16 @@ class QueryRetrieveSCP:
                     )
                 ),
             )
+            command = pdv_command_last(
+                encode_c_find_rsp_pending(
+                    message_id=message_id, sop_class_uid=str(req.AffectedSOPClassUID)
+                )
+            )
             for identifier in stream:
                 if self._cancelled(message_id):
                     reply = StatusReply(Status.CANCEL)
                     break
-                rsp.Status = Status.PENDING
-                rsp.Identifier = BytesIO(identifier)
-                self._send(rsp, context_id)
+                self._send_pending(context_id, command, identifier)
                 matches += 1
         except Exception as exc:
             LOGGER.debug("C-FIND failed", exc_info=True)

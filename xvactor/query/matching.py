@@ -409,9 +409,12 @@ def _respond(keys: Dataset, candidate: Dataset) -> Dataset:
             out.add(DataElement(key.tag, "SQ", _respond_sequence(key, cand)))
         elif cand is None or cand.VR == "SQ":
             out.add(DataElement(key.tag, key.VR, None))
+        elif cand.VR in ("UN", ""):
+            out.add(DataElement(key.tag, key.VR, cand.value))
         else:
-            vr = key.VR if cand.VR in ("UN", "") else cand.VR
-            out.add(DataElement(key.tag, vr, cand.value))
+            # The candidate is built for this response only: share its converted element
+            # rather than convert and validate the value a second time.
+            out.add(cand)
     return out
 
 
