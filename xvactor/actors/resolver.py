@@ -34,6 +34,7 @@ from pynetdicom.dsutils import decode, encode
 from xvactor.actors.catalog import CATALOG_FILE
 from xvactor.config import Query as QueryOptions
 from xvactor.dicom.contexts import MODALITY_WORKLIST_FIND
+from xvactor.dicom.flat_encode import encode_flat
 from xvactor.dicom.status import DicomServiceError, IdentifierDoesNotMatch, status_for
 from xvactor.query.model import Model, model_for
 from xvactor.runtime import Actor, Limiters, Message, run_blocking
@@ -119,6 +120,10 @@ def _decode(identifier: bytes, transfer_syntax_uid: str) -> Dataset:
 
 def _encode(ds: Dataset, transfer_syntax_uid: str) -> bytes:
     syntax = UID(transfer_syntax_uid)
+    if syntax.is_little_endian and not syntax.is_deflated:
+        flat = encode_flat(ds, implicit_vr=syntax.is_implicit_VR)
+        if flat is not None:
+            return flat
     return cast(bytes, encode(ds, syntax.is_implicit_VR, syntax.is_little_endian))
 
 
