@@ -168,24 +168,31 @@ class Association:
             raise WireError("aborted", f"association aborted by {self.target}")
         return pdu_type, body
 
-    def _read_command(self) -> bytes:
-        """Read the command set of the next message."""
+    def _read_command(self) -> tuple[bytes, bool]:
+        """Read the command set of the next message.
+
+        Returns the command set and whether the data set also ended in the PDU that ended
+        the command (a P-DATA-TF may carry both, PS3.8 Section 9.3.5).
+        """
         command = bytearray()
         while True:
             pdu_type, body = self._read_pdu()
             if pdu_type != pdu.P_DATA_TF:
                 self.abort()
                 raise WireError("protocol", f"unexpected PDU type {pdu_type:#04x}")
-            done = False
+            done = data_done = False
             for _, control, fragment in pdu.iter_pdvs(body):
                 if control & 1:
+                    if done:
+                        raise WireError("protocol", "command fragment after the command ended")
                     command += fragment
-                    done = done or bool(control & 2)
-                else:
+                    done = bool(control & 2)
+                elif not done:
                     raise WireError("protocol", "data set fragment before the command ended")
+                else:
+                    data_done = data_done or bool(control & 2)
             if done:
-                break
-        return bytes(command)
+                return bytes(command), data_done
 
     def _skip_data_set(self) -> None:
         while True:
@@ -228,8 +235,9 @@ class Association:
         self._send(headers)
         while True:
             try:
-                response = decode_response(self._read_command())
-                if response.has_data_set:
+                command, data_done = self._read_command()
+                response = decode_response(command)
+                if response.has_data_set and not data_done:
                     self._skip_data_set()
             except ValueError as exc:
                 self.abort()
