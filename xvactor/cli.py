@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xvactor import cli_convert, cli_query, cli_store, cli_worklist
+from xvactor import cli_bench, cli_convert, cli_query, cli_store, cli_worklist
 
 if TYPE_CHECKING:
     from xvactor.dicom.qr_scu import Peer
@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     worklist = cli_worklist.add_parser(verbs)
     cli_query.add_worklist_query(worklist)
     cli_convert.add_parser(verbs)
+    cli_bench.add_parser(verbs)
     return parser
 
 
@@ -178,4 +179,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_worklist.run(args)
         case "convert":
             return cli_convert.run(args)
+        case "bench":
+            return cli_bench.run(args)
     return EXIT_USAGE

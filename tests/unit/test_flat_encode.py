@@ -49,10 +49,26 @@ def test_responses_equal_pydicoms(implicit: bool, charset: str | None, name: str
     assert encode_flat(ds, implicit_vr=implicit) == pydicoms(ds, implicit)
 
 
+@pytest.mark.parametrize("implicit", [True, False])
+def test_sequences_equal_pydicoms(implicit: bool) -> None:
+    ds = response("ISO_IR 100")
+    step = Dataset()
+    step.ScheduledStationAETitle = ["CT01", "CT02"]
+    step.ScheduledProcedureStepStartDate = "20240115"
+    step.ScheduledPerformingPhysicianName = "Müller^Anna"
+    step.ScheduledProtocolCodeSequence = Sequence([Dataset(), Dataset()])
+    step.ScheduledProtocolCodeSequence[0].CodeValue = "X1"
+    ds.ScheduledProcedureStepSequence = Sequence([step])
+    ds.ReferencedStudySequence = Sequence([])
+    assert encode_flat(ds, implicit_vr=implicit) == pydicoms(ds, implicit)
+
+
 def test_declines_what_it_does_not_handle() -> None:
-    with_sequence = response("ISO_IR 100")
-    with_sequence.ReferencedSeriesSequence = Sequence([Dataset()])
-    assert encode_flat(with_sequence, implicit_vr=False) is None
+    item_charset = response("ISO_IR 100")
+    item = Dataset()
+    item.SpecificCharacterSet = "ISO_IR 192"
+    item_charset.ReferencedSeriesSequence = Sequence([item])
+    assert encode_flat(item_charset, implicit_vr=False) is None
     japanese = response("ISO 2022 IR 87", "Yamada^Tarou")
     assert encode_flat(japanese, implicit_vr=False) is None
     not_latin1 = response("ISO_IR 100", "Wałęsa^Lech")

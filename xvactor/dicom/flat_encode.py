@@ -1,10 +1,11 @@
-"""A fast encoder for flat identifiers (no sequences), as C-FIND responses mostly are.
+"""A fast encoder for C-FIND response identifiers: text, numbers and sequences of them.
 
 pydicom's ``write_dataset`` costs about as much as finding the match itself for a small
 response Identifier.  This writes the same bytes (PS3.5 Section 7.1: tag, VR, length,
-value; Section 6.2: padding; Section 6.1: character repertoires) for the common case and
-returns ``None`` for anything else, which the caller then encodes with pydicom: a
-sequence, a big endian or deflated syntax, a character set other than the default,
+value; Section 7.5: sequences and items of defined length, as pydicom writes them;
+Section 6.2: padding; Section 6.1: character repertoires) for the common case and
+returns ``None`` for anything else, which the caller then encodes with pydicom: binary
+bulk VRs, a big endian or deflated syntax, a character set other than the default,
 ISO-IR 100 or UTF-8, or a value of an unexpected type.  Tests compare every case with
 pydicom's own encoding.
 """
@@ -68,8 +69,44 @@ def _value(vr: str, value: object, codec: str) -> bytes | None:
     return raw
 
 
+def _elements(ds: Dataset, codec: str, implicit_vr: bool, parts: list[bytes]) -> bool:
+    for elem in ds:
+        vr = elem.VR
+        group, element = elem.tag >> 16, elem.tag & 0xFFFF
+        if vr == "SQ":
+            items: list[bytes] = []
+            for item in elem.value or ():
+                if "SpecificCharacterSet" in item:
+                    return False  # an item with its own repertoire: pydicom's job
+                body: list[bytes] = []
+                if not _elements(item, codec, implicit_vr, body):
+                    return False
+                encoded = b"".join(body)
+                items.append(struct.pack("<HHI", 0xFFFE, 0xE000, len(encoded)) + encoded)
+            value = b"".join(items)
+            if implicit_vr:
+                parts.append(struct.pack("<HHI", group, element, len(value)))
+            else:
+                parts.append(struct.pack("<HH2sHI", group, element, b"SQ", 0, len(value)))
+            parts.append(value)
+            continue
+        raw = _value(vr, elem.value, codec)
+        if raw is None:
+            return False
+        if implicit_vr:
+            parts.append(struct.pack("<HHI", group, element, len(raw)))
+        elif vr in _LONG_LENGTH_VRS:
+            parts.append(struct.pack("<HH2sHI", group, element, vr.encode(), 0, len(raw)))
+        else:
+            if len(raw) > 0xFFFF:
+                return False
+            parts.append(struct.pack("<HH2sH", group, element, vr.encode(), len(raw)))
+        parts.append(raw)
+    return True
+
+
 def encode_flat(ds: Dataset, *, implicit_vr: bool) -> bytes | None:
-    """``ds`` in Implicit or Explicit VR Little Endian, or ``None`` if not flat and simple."""
+    """``ds`` in Implicit or Explicit VR Little Endian, or ``None`` if not simple enough."""
     charset = ds.get("SpecificCharacterSet", "") or ""
     if not isinstance(charset, str):
         return None
@@ -77,21 +114,6 @@ def encode_flat(ds: Dataset, *, implicit_vr: bool) -> bytes | None:
     if codec is None:
         return None
     parts: list[bytes] = []
-    for elem in ds:
-        vr = elem.VR
-        if vr == "SQ" or elem.tag > 0xFFFFFFFF:
-            return None
-        raw = _value(vr, elem.value, codec)
-        if raw is None:
-            return None
-        group, element = elem.tag >> 16, elem.tag & 0xFFFF
-        if implicit_vr:
-            parts.append(struct.pack("<HHI", group, element, len(raw)))
-        elif vr in _LONG_LENGTH_VRS:
-            parts.append(struct.pack("<HH2sHI", group, element, vr.encode(), 0, len(raw)))
-        else:
-            if len(raw) > 0xFFFF:
-                return None
-            parts.append(struct.pack("<HH2sH", group, element, vr.encode(), len(raw)))
-        parts.append(raw)
+    if not _elements(ds, codec, implicit_vr, parts):
+        return None
     return b"".join(parts)
