@@ -55,23 +55,33 @@ class _Wakeup:
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
         self._closed = False
+        self._pending = False
+        """A byte is in the pipe that the reader has not drained yet."""
         # Guards against writing to a closed descriptor whose number was reused.
         self._lock = threading.Lock()
 
     def set(self) -> None:
         with self._lock:
-            if self._closed:
-                return
+            if self._closed or self._pending:
+                return  # the reader will wake (or is awake) and look at its queues
+            self._pending = True
             # A full pipe raises BlockingIOError: the reader wakes anyway.
             with contextlib.suppress(BlockingIOError):
                 os.write(self.write_fd, b"\0")
 
     def drain(self) -> None:
+        # Read, then clear: a set() that skipped its write while the flag was up belongs
+        # to a put the reader sees on its next look at its queues (after this drain); one
+        # that writes after the read leaves a byte behind, which only costs a spare wakeup.
+        # Clearing first would lose a byte written between the clear and the read, and the
+        # reader would then sleep with the flag up.
         try:
             while os.read(self.read_fd, 4096):
                 pass
         except (BlockingIOError, OSError):
             pass
+        with self._lock:
+            self._pending = False
 
     def close(self) -> None:
         with self._lock:

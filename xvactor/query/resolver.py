@@ -33,7 +33,7 @@ from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 
 from xvactor.dicom.status import OutOfResources
-from xvactor.query.matching import build_response, match_identifier
+from xvactor.query.matching import build_response, is_universal, match_identifier
 from xvactor.query.model import Level, Query
 from xvactor.query.sql import COLUMNS, Select, register_functions, select_entities
 
@@ -231,13 +231,18 @@ def _matches(
     register_functions(conn)
     select = select_entities(query, case_insensitive_names=case_insensitive_names)
     candidates = _Candidates(conn, query, select)
+    # Universal keys match every entity (C.2.2.2.3): test only the others, per candidate.
+    keys = Dataset()
+    for key in query.identifier:
+        if not is_universal(key):
+            keys.add(key)
     cursor = conn.execute(select.sql, select.params)
     try:
         while rows := cursor.fetchmany(_CHUNK):
             for row in rows:
                 candidate = candidates.build(row)
                 if match_identifier(
-                    query.identifier,
+                    keys,
                     candidate,
                     case_insensitive_names=case_insensitive_names,
                     combined_datetime=query.combined_datetime,
