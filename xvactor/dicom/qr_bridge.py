@@ -9,6 +9,7 @@ fail, which stops the query or the C-MOVE sub-operations.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, Protocol, TypeVar
 
@@ -26,7 +27,7 @@ from xvactor.actors.resolver import (
 from xvactor.actors.sender import SenderInbox, SendItem, SendResult, send_now
 from xvactor.dicom.qr_scp import Prepared, ResultStream, RetrieveItem, SubOperationResult
 from xvactor.dicom.status import DicomServiceError, Status
-from xvactor.runtime import ActorRef, LoopBridge
+from xvactor.runtime import ActorDead, ActorRef, LoopBridge
 
 __all__ = ["BridgedQueryServices", "BridgedStream", "MoveRouter"]
 
@@ -63,10 +64,11 @@ class BridgedStream(Generic[T, U]):
             yield from self._unpack(message)
 
     def close(self) -> None:
-        """Close the receiving end (idempotent)."""
+        """Close the receiving end (idempotent; a stopped loop has closed it already)."""
         if not self._closed:
             self._closed = True
-            self._bridge.call(self._receive.aclose)
+            with contextlib.suppress(ActorDead):
+                self._bridge.call(self._receive.aclose)
 
 
 def _find_items(message: FindBatch | QueryFailed) -> Sequence[bytes]:

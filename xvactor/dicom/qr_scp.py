@@ -42,7 +42,7 @@ from xvactor.dicom.contexts import (
     MODALITY_WORKLIST_FIND,
     MOVE_SOP_CLASSES,
 )
-from xvactor.dicom.status import Status, StatusReply, status_for
+from xvactor.dicom.status import DicomServiceError, Status, StatusReply, status_for
 
 __all__ = [
     "Prepared",
@@ -215,6 +215,15 @@ class _Counts:
         self.remaining = 0
 
 
+def _check_count(items: Sequence[RetrieveItem]) -> None:
+    """The sub-operation counts are US (PS3.7 Table 9.3-4): at most 65535 of them."""
+    if len(items) > 0xFFFF:
+        raise DicomServiceError(
+            f"{len(items)} instances match: at most 65535 per request, narrow it",
+            status=Status.UNABLE_TO_CALCULATE_MATCHES,
+        )
+
+
 def _category(status: int) -> str:
     """PS3.4 B.2.3 C-STORE status categories."""
     if status == 0x0000:
@@ -370,6 +379,7 @@ class QueryRetrieveSCP:
                 str(self._transfer_syntax(context_id)),
                 self._identifier(req),
             )
+            _check_count(items)
             counts = _Counts(remaining=len(items))
             stream = self._services.move(
                 str(req.MoveDestination).strip(),
@@ -473,6 +483,7 @@ class QueryRetrieveSCP:
                 str(self._transfer_syntax(context_id)),
                 self._identifier(req),
             )
+            _check_count(items)
             counts = _Counts(remaining=len(items))
             for index, item in enumerate(items):
                 if self._cancelled(message_id):
