@@ -11,6 +11,7 @@ import pytest
 
 from xvactor.sender.queue import (
     OUTBOX_FILE,
+    SENT_RETENTION,
     DurableOutbox,
     MemoryOutbox,
     Outbox,
@@ -115,3 +116,17 @@ def test_durable_refuses_an_unknown_schema(tmp_path: Path) -> None:
 def test_queued_item_round_trips_msgpack() -> None:
     queued = QueuedItem(id=1, destination="d", item=item(1), state=State.QUEUED, attempts=2)
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(queued), type=QueuedItem) == queued
+
+
+def test_durable_prunes_old_sent_rows_on_recover(tmp_path: Path) -> None:
+    box = DurableOutbox(tmp_path / "outbox.sqlite", "a")
+    old, recent, queued = box.add([item(1), item(2), item(3)], now=0.0)
+    box.record(old, state=State.SENT, attempts=1, next_attempt_at=0, status=0,
+               comment="", outcome="success", now=10.0)  # fmt: skip
+    later = 10.0 + SENT_RETENTION
+    box.record(recent, state=State.SENT, attempts=1, next_attempt_at=0, status=0,
+               comment="", outcome="success", now=later)  # fmt: skip
+    box.recover(now=later + 1.0)
+    assert box.count(State.SENT) == 1  # the recent record stays, the old one is gone
+    assert [q.id for q in box.head(10)] == [queued]
+    box.close()

@@ -30,6 +30,7 @@ import msgspec
 
 __all__ = [
     "OUTBOX_FILE",
+    "SENT_RETENTION",
     "DurableOutbox",
     "MemoryOutbox",
     "Outbox",
@@ -67,6 +68,10 @@ _COLUMNS = (
     "id, destination, path, sop_class_uid, sop_instance_uid, transfer_syntax_uid, state, "
     "attempts, next_attempt_at, last_status, last_comment, outcome"
 )
+
+
+SENT_RETENTION = 7 * 24 * 3600.0
+"""Seconds a sent item stays in the durable outbox (as a record) before it is pruned."""
 
 
 class State:
@@ -325,8 +330,16 @@ class DurableOutbox(Outbox):
             return changed
 
     def recover(self, now: float) -> int:
-        """Put items left ``sending`` by a crash back in the queue."""
+        """Put items left ``sending`` by a crash back in the queue.
+
+        Sent items older than :data:`SENT_RETENTION` are deleted at the same time, so the
+        outbox of a long-running node stays the size of its recent traffic.
+        """
         with self._lock:
+            self._conn.execute(
+                "DELETE FROM outbox WHERE destination = ? AND state = 'sent' AND updated_at < ?",
+                (self.destination, now - SENT_RETENTION),
+            )
             return self._conn.execute(
                 "UPDATE outbox SET state = 'queued', updated_at = ? "
                 "WHERE destination = ? AND state = 'sending'",
