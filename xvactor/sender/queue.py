@@ -256,6 +256,7 @@ class DurableOutbox(Outbox):
                         row,
                     )
                     ids.append(int(cursor.lastrowid or 0))
+                self._prune(now)  # new work arrives: forget what was sent long ago
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -332,19 +333,23 @@ class DurableOutbox(Outbox):
     def recover(self, now: float) -> int:
         """Put items left ``sending`` by a crash back in the queue.
 
-        Sent items older than :data:`SENT_RETENTION` are deleted at the same time, so the
-        outbox of a long-running node stays the size of its recent traffic.
+        Sent items older than :data:`SENT_RETENTION` are deleted here and whenever new
+        items are added, so the outbox of a long-running node stays the size of its
+        recent traffic.
         """
         with self._lock:
-            self._conn.execute(
-                "DELETE FROM outbox WHERE destination = ? AND state = 'sent' AND updated_at < ?",
-                (self.destination, now - SENT_RETENTION),
-            )
+            self._prune(now)
             return self._conn.execute(
                 "UPDATE outbox SET state = 'queued', updated_at = ? "
                 "WHERE destination = ? AND state = 'sending'",
                 (now, self.destination),
             ).rowcount
+
+    def _prune(self, now: float) -> None:
+        self._conn.execute(
+            "DELETE FROM outbox WHERE destination = ? AND state = 'sent' AND updated_at < ?",
+            (self.destination, now - SENT_RETENTION),
+        )
 
     def count(self, state: str) -> int:
         """How many items are in ``state``."""
