@@ -310,3 +310,38 @@ def test_response_character_set(name: str, preferred: str, expected: str) -> Non
         assert name.split("^", maxsplit=1)[0].encode(
             {"ISO_IR 100": "latin_1", "ISO_IR 144": "iso8859_5"}[expected]
         ) in encode(response)
+
+
+def _step(date: str, time: str, physician: str) -> Dataset:
+    item = Dataset()
+    item.ScheduledProcedureStepStartDate = date
+    item.ScheduledProcedureStepStartTime = time
+    item.ScheduledPerformingPhysicianName = physician
+    return item
+
+
+def test_options_reach_sequence_items_when_matching_and_responding() -> None:
+    candidate = Dataset()
+    candidate.ScheduledProcedureStepSequence = [
+        _step("20240115", "083000", "Ross^Bob"),
+        _step("20240116", "060000", "Müller^Anna"),
+    ]
+    keys = Dataset()
+    keys.ScheduledProcedureStepSequence = [_step("20240115-20240116", "0800-0700", "")]
+    # Combined (C.2.2.2.5.1): 15th 08:30 and 16th 06:00 both fall in 15th 08:00 - 16th 07:00;
+    # apart, no time is both >= 08:00 and <= 07:00.
+    assert match_identifier(keys, candidate, combined_datetime=True)
+    assert not match_identifier(keys, candidate)
+    response = build_response(keys, candidate, character_set="", combined_datetime=True)
+    assert len(response.ScheduledProcedureStepSequence) == 2
+
+    keys = Dataset()
+    keys.ScheduledProcedureStepSequence = [_step("", "", "müller*")]
+    assert match_identifier(keys, candidate, case_insensitive_names=True)
+    response = build_response(
+        keys, candidate, character_set="ISO_IR 100", case_insensitive_names=True
+    )
+    names = [
+        str(i.ScheduledPerformingPhysicianName) for i in response.ScheduledProcedureStepSequence
+    ]
+    assert names == ["Müller^Anna"]

@@ -235,7 +235,11 @@ def _match_value(vr: str, key: str, candidates: list[str], fold: bool) -> bool:
 
 
 def match_element(
-    key: DataElement, candidate: DataElement | None, *, case_insensitive_names: bool = False
+    key: DataElement,
+    candidate: DataElement | None,
+    *,
+    case_insensitive_names: bool = False,
+    combined_datetime: bool = False,
 ) -> bool:
     """Match one key element against the entity's element (``None`` when absent).
 
@@ -247,6 +251,8 @@ def match_element(
         The same attribute of the entity.
     case_insensitive_names : bool, optional
         Match PN values regardless of case (PS3.4 C.2.2.2.1 allows it; default off).
+    combined_datetime : bool, optional
+        Inside sequence Items, match date and time pairs together (C.2.2.2.5.1).
     """
     if is_universal(key):
         return True
@@ -257,7 +263,12 @@ def match_element(
             return False
         item = key.value[0]
         return any(
-            match_identifier(item, cand, case_insensitive_names=case_insensitive_names)
+            match_identifier(
+                item,
+                cand,
+                case_insensitive_names=case_insensitive_names,
+                combined_datetime=combined_datetime,
+            )
             for cand in candidate.value or []
         )
     values = _raw_values(candidate)
@@ -354,7 +365,12 @@ def match_identifier(
                 return False
             continue
         cand = _element(candidate, key.tag)
-        if not match_element(key, cand, case_insensitive_names=case_insensitive_names):
+        if not match_element(
+            key,
+            cand,
+            case_insensitive_names=case_insensitive_names,
+            combined_datetime=combined_datetime,
+        ):
             return False
     return True
 
@@ -396,7 +412,7 @@ def response_character_set(ds: Dataset, character_set: str) -> str:
     return "ISO_IR 192"
 
 
-def _respond(keys: Dataset, candidate: Dataset) -> Dataset:
+def _respond(keys: Dataset, candidate: Dataset, options: dict[str, bool]) -> Dataset:
     out = Dataset()
     for key in keys:
         if key.tag >> 16 in (0x0000, 0x0002) or key.tag == 0x00080005:
@@ -406,7 +422,7 @@ def _respond(keys: Dataset, candidate: Dataset) -> Dataset:
             continue
         cand = _element(candidate, key.tag)
         if key.VR == "SQ":
-            out.add(DataElement(key.tag, "SQ", _respond_sequence(key, cand)))
+            out.add(DataElement(key.tag, "SQ", _respond_sequence(key, cand, options)))
         elif cand is None or cand.VR == "SQ":
             out.add(DataElement(key.tag, key.VR, None))
         elif cand.VR in ("UN", ""):
@@ -418,7 +434,9 @@ def _respond(keys: Dataset, candidate: Dataset) -> Dataset:
     return out
 
 
-def _respond_sequence(key: DataElement, cand: DataElement | None) -> Sequence:
+def _respond_sequence(
+    key: DataElement, cand: DataElement | None, options: dict[str, bool]
+) -> Sequence:
     if cand is None or cand.VR != "SQ" or not cand.value:
         return Sequence([])
     items = key.value or []
@@ -426,7 +444,11 @@ def _respond_sequence(key: DataElement, cand: DataElement | None) -> Sequence:
         return Sequence([_copy_item(item) for item in cand.value])
     item_keys = items[0]
     return Sequence(
-        [_respond(item_keys, item) for item in cand.value if match_identifier(item_keys, item)]
+        [
+            _respond(item_keys, item, options)
+            for item in cand.value
+            if match_identifier(item_keys, item, **options)
+        ]
     )
 
 
@@ -440,16 +462,29 @@ def _copy_item(item: Dataset) -> Dataset:
     return out
 
 
-def build_response(keys: Dataset, candidate: Dataset, *, character_set: str) -> Dataset:
+def build_response(
+    keys: Dataset,
+    candidate: Dataset,
+    *,
+    character_set: str,
+    case_insensitive_names: bool = False,
+    combined_datetime: bool = False,
+) -> Dataset:
     """The C-FIND response Identifier for a matching ``candidate`` (PS3.4 C.4.1.2.1).
 
     Every key of ``keys`` is returned with the entity's value (zero length when the entity
     lacks it); Query/Retrieve Level is echoed; a sequence key returns the matching Items
     reduced to the requested Item keys, or the whole sequence when the key has no Item keys
     (C.2.2.2.6).  Specific Character Set is set per :func:`response_character_set`, with
-    ``character_set`` the entity's own (the one its values were decoded from).
+    ``character_set`` the entity's own (the one its values were decoded from).  The
+    matching options are those the match was made with, so that the Items kept in a
+    sequence are the ones that matched.
     """
-    out = _respond(keys, candidate)
+    options = {
+        "case_insensitive_names": case_insensitive_names,
+        "combined_datetime": combined_datetime,
+    }
+    out = _respond(keys, candidate, options)
     charset = response_character_set(out, character_set)
     if charset:
         out.SpecificCharacterSet = charset

@@ -287,6 +287,8 @@ def resolve(
                 query.identifier,
                 candidate,
                 character_set=query.character_set or _DEFAULT_CHARACTER_SET,
+                case_insensitive_names=case_insensitive_names,
+                combined_datetime=query.combined_datetime,
             )
 
 
