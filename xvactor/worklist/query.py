@@ -27,13 +27,11 @@ from dataclasses import dataclass, field
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.sequence import Sequence
 
 from xvactor.query.matching import (
     build_response,
     is_universal,
     match_identifier,
-    response_character_set,
 )
 from xvactor.query.resolver import ResultLimitExceeded
 from xvactor.worklist.items import SPS_SEQUENCE, decode_item, time_bounds
@@ -52,7 +50,6 @@ _DATE = 0x00400002
 _TIME = 0x00400003
 _MODALITY = 0x00080060
 _PHYSICIAN = 0x00400006
-_CHARSET = 0x00080005
 _STATION_EQUAL = "item_id IN (SELECT item_id FROM worklist_stations WHERE station_ae_title = ?)"
 _STATION_GLOB = "item_id IN (SELECT item_id FROM worklist_stations WHERE station_ae_title GLOB ?)"
 _LAST = "\U0010ffff"  # sorts after every character a name holds
@@ -192,41 +189,6 @@ def prefilter(keys: Dataset) -> Prefilter:
     return pre
 
 
-def _split(keys: Dataset) -> tuple[Dataset, Dataset | None]:
-    """The Identifier without the SPS Sequence key, and that key's Item when it has keys."""
-    top = Dataset()
-    step: Dataset | None = None
-    for elem in keys:
-        if elem.tag == SPS_SEQUENCE and elem.VR == "SQ" and elem.value and len(elem.value[0]):
-            step = elem.value[0]
-        else:
-            top.add(elem)
-    return top, step
-
-
-def _respond(
-    top: Dataset,
-    step: Dataset,
-    candidate: Dataset,
-    steps: list[Dataset],
-    charset: str,
-) -> Dataset:
-    """``build_response`` for the Identifier, with the SPS Items that matched."""
-    out = build_response(top, candidate, character_set=charset)
-    items = []
-    for item in steps:
-        answer = build_response(step, item, character_set=charset)
-        if _CHARSET in answer:
-            del answer[_CHARSET]
-        items.append(answer)
-    out.add(DataElement(SPS_SEQUENCE, "SQ", Sequence(items)))
-    if _CHARSET in out:
-        del out[_CHARSET]
-    if wanted := response_character_set(out, charset):
-        out.SpecificCharacterSet = wanted
-    return out
-
-
 def find_worklist(
     conn: sqlite3.Connection,
     keys: Dataset,
@@ -269,43 +231,29 @@ def find_worklist(
         as the Q/R resolver ends (a cut list is never silent).
     """
     pre = prefilter(keys)
-    top, step = _split(keys)
     # Only fixed clauses of this module are joined in; every value is a parameter.
     sql = (
         "SELECT item_id, start_lo, specific_character_set, dataset FROM worklist_items "  # noqa: S608
         f"WHERE {pre.where} AND (start_lo, item_id) > (?, ?) "
         "ORDER BY start_lo, item_id LIMIT ?"
     )
+    options = {
+        "case_insensitive_names": case_insensitive_names,
+        "combined_datetime": combined_datetime,
+    }
     after: tuple[str, int] = ("", 0)
     matched = 0
     while True:
         rows = conn.execute(sql, (*pre.params, *after, page_size)).fetchall()
         for _item_id, _start, charset, data in rows:
             candidate = decode_item(data)
-            if not match_identifier(top, candidate, case_insensitive_names=case_insensitive_names):
+            # Sequence matching keeps the SPS Items that match, in the response too.
+            if not match_identifier(keys, candidate, **options):
                 continue
-            steps: list[Dataset] = []
-            if step is not None:
-                sps = candidate.get(SPS_SEQUENCE)
-                steps = [
-                    item
-                    for item in (sps.value if isinstance(sps, DataElement) else [])
-                    if match_identifier(
-                        step,
-                        item,
-                        case_insensitive_names=case_insensitive_names,
-                        combined_datetime=combined_datetime,
-                    )
-                ]
-                if not steps:
-                    continue
             matched += 1
             if limit and matched > limit:
                 raise ResultLimitExceeded(f"Result cut at {limit} matches: narrow the query")
-            if step is None:
-                yield build_response(top, candidate, character_set=charset)
-            else:
-                yield _respond(top, step, candidate, steps, charset)
+            yield build_response(keys, candidate, character_set=charset, **options)
         if len(rows) < page_size:
             return
         after = (str(rows[-1][1]), int(rows[-1][0]))
