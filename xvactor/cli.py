@@ -7,6 +7,7 @@ exit 1 for an operation that failed, 2 for a usage or configuration error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 from xvactor import cli_bench, cli_convert, cli_query, cli_store, cli_worklist
 
 if TYPE_CHECKING:
-    from xvactor.dicom.qr_scu import Peer
+    from xvactor.dicom.scu import Peer
 
 __all__ = ["main"]
 
@@ -98,7 +99,7 @@ def _one_line(exc: BaseException) -> str:
 def _echo_peer(args: argparse.Namespace) -> Peer:
     """Where to echo: PEER PORT with --aet/--aec, or a named destination (--to)."""
     from xvactor.config import load_config  # noqa: PLC0415
-    from xvactor.dicom.qr_scu import Peer  # noqa: PLC0415
+    from xvactor.dicom.scu import Peer  # noqa: PLC0415
 
     if args.to is None:
         if args.peer is None or args.port is None:
@@ -106,7 +107,7 @@ def _echo_peer(args: argparse.Namespace) -> Peer:
         return Peer(
             host=args.peer,
             port=args.port,
-            ae_title=args.aec or "ANY-SCP",
+            called_ae_title=args.aec or "ANY-SCP",
             calling_ae_title=args.aet or "XVACTOR",
             connect_timeout=args.timeout,
             acse_timeout=args.timeout,
@@ -119,12 +120,11 @@ def _echo_peer(args: argparse.Namespace) -> Peer:
     if destination is None:
         names = ", ".join(d.name for d in config.destinations) or "none"
         raise ValueError(f"no destination named {args.to!r} (configured: {names})")
-    return Peer(
-        host=destination.host,
-        port=destination.port,
-        ae_title=args.aec or destination.ae_title,
-        calling_ae_title=args.aet or destination.local_ae_title or config.ae_title,
-        tls=destination.tls,
+    peer = Peer.for_destination(destination, config, calling_ae_title=args.aet or "")
+    return dataclasses.replace(
+        peer,
+        called_ae_title=args.aec or peer.called_ae_title,
+        calling_ae_title=args.aet or peer.calling_ae_title,
         connect_timeout=args.timeout,
         acse_timeout=args.timeout,
         dimse_timeout=args.timeout,
@@ -133,7 +133,7 @@ def _echo_peer(args: argparse.Namespace) -> Peer:
 
 def _echo(args: argparse.Namespace) -> int:
     from xvactor.config import ConfigError  # noqa: PLC0415
-    from xvactor.dicom.qr_scu import AssociationFailed  # noqa: PLC0415
+    from xvactor.dicom.scu import AssociationFailed  # noqa: PLC0415
     from xvactor.dicom.tls import TlsConfigError  # noqa: PLC0415
 
     logging.basicConfig(level=logging.CRITICAL)

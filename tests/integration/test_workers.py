@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
-from xvactor.dicom.qr_scu import Peer, echo
+from xvactor.dicom.qr_scu import echo
+from xvactor.dicom.scu import Peer
 from xvactor.testing.datasets import make_dataset, write_in_transfer_syntax
 from xvactor.testing.dcmtk import dcmtk_env, require_tool
 from xvactor.testing.net import wait_for_port
@@ -71,7 +72,7 @@ def test_killed_worker_is_replaced_and_the_node_keeps_serving(serve: ServeProces
     assert len(after) == 2
     assert not set(after) & set(before), "both workers are restarted with the receivers actor"
     wait_for_port("127.0.0.1", port, timeout=30)
-    assert echo(Peer(host="127.0.0.1", port=port, ae_title="NODE")) == 0
+    assert echo(Peer(host="127.0.0.1", port=port, called_ae_title="NODE")) == 0
     stderr = serve.stop()
     assert serve.returncode == 0, stderr
     assert "exited with status -9" in stderr

@@ -38,15 +38,14 @@ from xvactor.client.sinks import InstanceCallback, InstanceSink
 from xvactor.client.store import StoreInput, StoreProgressHandler, send_batch
 from xvactor.config import Destination, NodeConfig, QueueKind
 from xvactor.dicom.qr_scu import (
-    AssociationFailed,
     Operation,
-    Peer,
     QueryModel,
     QueryOutcome,
     RetrieveOutcome,
     StorageSCP,
     echo,
 )
+from xvactor.dicom.scu import AssociationFailed, Peer
 from xvactor.dicom.status import Status
 from xvactor.runtime import ActorRef, Limiters, LoopBridge, run_blocking
 

@@ -2,7 +2,7 @@
 
 A destination is a :class:`xvactor.config.Destination`, the name of one in the client's
 configuration, or an ad hoc ``(host, port, ae_title)``.  :func:`peer_for` turns it into the
-:class:`xvactor.dicom.qr_scu.Peer` one association needs, with our calling AE title (the
+:class:`xvactor.dicom.scu.Peer` one association needs, with our calling AE title (the
 destination's ``local_ae_title`` or the client's) and the configured timeouts.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from xvactor.client.errors import UnknownDestination
 from xvactor.config import Destination, NodeConfig
-from xvactor.dicom.qr_scu import Peer
+from xvactor.dicom.scu import Peer
 
 __all__ = ["DestinationLike", "peer_for", "resolve"]
 
@@ -56,15 +56,4 @@ def peer_for(destination: Destination, config: NodeConfig, ae_title: str) -> Pee
     ae_title : str
         The client's AE title, used unless the destination sets ``local_ae_title``.
     """
-    timeouts = config.timeouts
-    return Peer(
-        host=destination.host,
-        port=destination.port,
-        ae_title=destination.ae_title,
-        calling_ae_title=destination.local_ae_title or ae_title,
-        tls=destination.tls,
-        connect_timeout=timeouts.connect,
-        acse_timeout=timeouts.acse,
-        dimse_timeout=timeouts.dimse,
-        max_pdu=config.max_pdu,
-    )
+    return Peer.for_destination(destination, config, calling_ae_title=ae_title)

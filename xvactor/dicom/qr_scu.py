@@ -35,7 +35,7 @@ from pynetdicom import AE, StoragePresentationContexts, build_context, build_rol
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 
-from xvactor.config import DEFAULT_IMPLEMENTATION_CLASS_UID, Tls
+from xvactor.config import DEFAULT_IMPLEMENTATION_CLASS_UID
 from xvactor.dicom.contexts import (
     FIND_SOP_CLASSES,
     GET_SOP_CLASSES,
@@ -46,14 +46,13 @@ from xvactor.dicom.contexts import (
     STORAGE_TRANSFER_SYNTAXES,
     VERIFICATION,
 )
+from xvactor.dicom.scu import AssociationFailed, Peer
 from xvactor.dicom.status import Status, status_for
 from xvactor.dicom.tls import client_context
 
 __all__ = [
-    "AssociationFailed",
     "InstanceHandler",
     "Operation",
-    "Peer",
     "QueryModel",
     "QueryOutcome",
     "ReceivedInstance",
@@ -98,28 +97,6 @@ class QueryModel(enum.StrEnum):
         index = (QueryModel.PATIENT, QueryModel.STUDY, QueryModel.PATIENT_STUDY).index(self)
         table = {"find": FIND_SOP_CLASSES, "move": MOVE_SOP_CLASSES, "get": GET_SOP_CLASSES}
         return table[service][index]
-
-
-class AssociationFailed(Exception):
-    """No association: refused, rejected, aborted or timed out; the message is one line."""
-
-
-@dataclass(frozen=True)
-class Peer:
-    """A remote AE as one association needs it, with our calling AE title and timeouts."""
-
-    host: str
-    port: int
-    ae_title: str
-    calling_ae_title: str = "XVACTOR"
-    tls: Tls | None = None
-    connect_timeout: float = 10.0
-    acse_timeout: float = 30.0
-    dimse_timeout: float = 60.0
-    max_pdu: int = 262144
-
-    def __str__(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -234,7 +211,8 @@ class _RequestorAE(AE):
 
 def _ae(peer: Peer) -> _RequestorAE:
     ae = _RequestorAE(ae_title=peer.calling_ae_title)
-    ae.implementation_class_uid = DEFAULT_IMPLEMENTATION_CLASS_UID
+    ae.implementation_class_uid = peer.implementation_class_uid
+    ae.implementation_version_name = peer.implementation_version_name
     ae.connection_timeout = peer.connect_timeout
     ae.acse_timeout = peer.acse_timeout
     ae.dimse_timeout = peer.dimse_timeout
@@ -259,7 +237,7 @@ def _associate(
     assoc = ae.associate(
         peer.host,
         peer.port,
-        ae_title=peer.ae_title,
+        ae_title=peer.called_ae_title,
         max_pdu=peer.max_pdu,
         ext_neg=list(ext_neg) or None,
         tls_args=tls_args,

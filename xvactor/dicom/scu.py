@@ -88,13 +88,19 @@ class Peer:
     """The destination's output encoding (``None``: as stored)."""
 
     @classmethod
-    def for_destination(cls, destination: Destination, config: NodeConfig) -> Peer:
-        """The peer a configured destination describes, with the node's identity."""
+    def for_destination(
+        cls, destination: Destination, config: NodeConfig, *, calling_ae_title: str = ""
+    ) -> Peer:
+        """The peer a configured destination describes, with the node's identity.
+
+        Our calling AE title: the destination's ``local_ae_title``, else
+        ``calling_ae_title``, else the node's ``ae_title``.
+        """
         return cls(
             host=destination.host,
             port=destination.port,
             called_ae_title=destination.ae_title,
-            calling_ae_title=destination.local_ae_title or config.ae_title,
+            calling_ae_title=destination.local_ae_title or calling_ae_title or config.ae_title,
             tls=destination.tls,
             max_pdu=config.max_pdu,
             connect_timeout=config.timeouts.connect,
