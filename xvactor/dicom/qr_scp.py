@@ -215,6 +215,14 @@ class _Counts:
         self.remaining = 0
 
 
+def _response(primitive: Callable[[], Any], req: Any) -> Any:
+    """A response primitive to ``req`` (PS3.7 9.3: Message ID Being Responded To, SOP Class)."""
+    rsp = primitive()
+    rsp.MessageIDBeingRespondedTo = req.MessageID
+    rsp.AffectedSOPClassUID = req.AffectedSOPClassUID
+    return rsp
+
+
 def _check_count(items: Sequence[RetrieveItem]) -> None:
     """The sub-operation counts are US (PS3.7 Table 9.3-4): at most 65535 of them."""
     if len(items) > 0xFFFF:
@@ -276,6 +284,16 @@ class QueryRetrieveSCP:
         identifier = msg.Identifier
         return identifier.getvalue() if isinstance(identifier, BytesIO) else b""
 
+    def _selected(self, req: C_MOVE | C_GET, context_id: int) -> Sequence[RetrieveItem]:
+        """The instances a C-MOVE or C-GET Identifier selects (its sub-operations)."""
+        items = self._services.retrieve(
+            str(req.AffectedSOPClassUID),
+            str(self._transfer_syntax(context_id)),
+            self._identifier(req),
+        )
+        _check_count(items)
+        return items
+
     def _cancelled(self, message_id: int) -> bool:
         return self._assoc.dimse.cancel_req.pop(message_id, None) is not None
 
@@ -316,9 +334,7 @@ class QueryRetrieveSCP:
 
     def _find(self, req: C_FIND, context_id: int) -> None:
         message_id = cast(int, req.MessageID)
-        rsp: Any = C_FIND()
-        rsp.MessageIDBeingRespondedTo = message_id
-        rsp.AffectedSOPClassUID = req.AffectedSOPClassUID
+        rsp = _response(C_FIND, req)
         reply: StatusReply = status_for(None)
         stream: ResultStream[bytes] | None = None
         matches = 0
@@ -366,20 +382,13 @@ class QueryRetrieveSCP:
 
     def _move(self, req: C_MOVE, context_id: int) -> None:
         message_id = cast(int, req.MessageID)
-        rsp: Any = C_MOVE()
-        rsp.MessageIDBeingRespondedTo = message_id
-        rsp.AffectedSOPClassUID = req.AffectedSOPClassUID
+        rsp = _response(C_MOVE, req)
         counts: _Counts | None = None
         reply = status_for(None)
         stream: ResultStream[SubOperationResult] | None = None
         try:
             self._services.check_move_destination(str(req.MoveDestination).strip())
-            items = self._services.retrieve(
-                str(req.AffectedSOPClassUID),
-                str(self._transfer_syntax(context_id)),
-                self._identifier(req),
-            )
-            _check_count(items)
+            items = self._selected(req, context_id)
             counts = _Counts(remaining=len(items))
             stream = self._services.move(
                 str(req.MoveDestination).strip(),
@@ -447,43 +456,30 @@ class QueryRetrieveSCP:
                 )
         rsp.Status = reply.status
         rsp.ErrorComment = reply.error_comment if reply.status >> 12 in (0xA, 0xC) else None
-        if counts is not None:
-            LOGGER.info(
-                "%s from %s: %d completed, %d failed, %d warning, 0x%04X %s",
-                service,
-                self._calling,
-                counts.completed,
-                counts.failed,
-                counts.warning,
-                reply.status,
-                reply.error_comment or "",
-            )
-        else:
-            LOGGER.info(
-                "%s from %s: 0x%04X %s",
-                service,
-                self._calling,
-                reply.status,
-                reply.error_comment or "",
-            )
+        done = (
+            f"{counts.completed} completed, {counts.failed} failed, {counts.warning} warning, "
+            if counts is not None
+            else ""
+        )
+        LOGGER.info(
+            "%s from %s: %s0x%04X %s",
+            service,
+            self._calling,
+            done,
+            reply.status,
+            reply.error_comment or "",
+        )
         self._send(rsp, context_id)
 
     # --- C-GET ----------------------------------------------------------------------------
 
     def _get(self, req: C_GET, context_id: int) -> None:
         message_id = cast(int, req.MessageID)
-        rsp: Any = C_GET()
-        rsp.MessageIDBeingRespondedTo = message_id
-        rsp.AffectedSOPClassUID = req.AffectedSOPClassUID
+        rsp = _response(C_GET, req)
         counts: _Counts | None = None
         reply = status_for(None)
         try:
-            items = self._services.retrieve(
-                str(req.AffectedSOPClassUID),
-                str(self._transfer_syntax(context_id)),
-                self._identifier(req),
-            )
-            _check_count(items)
+            items = self._selected(req, context_id)
             counts = _Counts(remaining=len(items))
             for index, item in enumerate(items):
                 if self._cancelled(message_id):
