@@ -62,15 +62,20 @@ def test_workers_serve_find_move_get_and_the_main_process_delivers_the_queue(
                 "storescu", "-aec", node.ae_title, "127.0.0.1", str(node.port), *files,
                 check=True,
             )  # fmt: skip
+            answers = tmp_path / "answers"
+            answers.mkdir()
             found = run_tool(
                 "findscu", "-S", "-aec", node.ae_title, "-k", "QueryRetrieveLevel=SERIES",
                 "-k", f"StudyInstanceUID={study}", "-k", "SeriesInstanceUID",
-                "-k", "NumberOfSeriesRelatedInstances", "127.0.0.1", str(node.port), "-v",
+                "-k", "NumberOfSeriesRelatedInstances", "-X", "-od", str(answers),
+                "127.0.0.1", str(node.port),
             )  # fmt: skip
             assert found.returncode == 0, found.stderr
-            assert found.stdout.count("Find Response") + found.stderr.count("Find Response") >= len(
-                {str(ds.SeriesInstanceUID) for ds in datasets}
-            )
+            series = [dcmread(p) for p in answers.iterdir()]
+            counted = {
+                str(r.SeriesInstanceUID): int(r.NumberOfSeriesRelatedInstances) for r in series
+            }
+            assert counted == {str(ds.SeriesInstanceUID): 1 for ds in datasets}
 
             moved = tmp_path / "moved"
             moved.mkdir()
