@@ -34,9 +34,12 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from common import find_orthanc, first_line
+
+from xvactor.bench.report import git_info, package_version
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -257,43 +260,6 @@ def find_dcmtk(tool: str, override_dir: str | None) -> str:
     raise SystemExit(f"DCMTK {tool} not found (pynetdicom's {tool} is not a substitute)")
 
 
-def find_orthanc(override: str | None) -> str | None:
-    for cand in (override, shutil.which("Orthanc"), "/usr/sbin/Orthanc", "/usr/bin/Orthanc"):
-        if cand and os.path.isfile(cand) and os.access(cand, os.X_OK):
-            return cand
-    return None
-
-
-def first_line(cmd: Sequence[str]) -> str:
-    try:
-        out = subprocess.run(list(cmd), capture_output=True, text=True, timeout=20, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"unavailable ({exc})"
-    lines = [ln.strip() for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
-    return lines[0] if lines else "unknown"
-
-
-def pkg_version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def git_info() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        out = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), *args],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
-        return out.stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
-
-
 def machine_info(tools: Tools) -> dict[str, Any]:
     cpu_model = ""
     with contextlib.suppress(OSError):
@@ -310,10 +276,10 @@ def machine_info(tools: Tools) -> dict[str, Any]:
         "mem_total_gib": round(mem_kb / 1024 / 1024, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "pydicom": pkg_version("pydicom"),
-        "pynetdicom": pkg_version("pynetdicom"),
-        "numpy": pkg_version("numpy"),
-        "xvactor": pkg_version("xvactor"),
+        "pydicom": package_version("pydicom"),
+        "pynetdicom": package_version("pynetdicom"),
+        "numpy": package_version("numpy"),
+        "xvactor": package_version("xvactor"),
         "dcmtk": first_line([tools.storescu, "--version"]).strip("$ ").replace("dcmtk: ", "DCMTK "),
         "orthanc": (
             "Orthanc " + first_line([tools.orthanc, "--version"]).split()[-1]

@@ -45,9 +45,12 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from common import find_orthanc, first_line
+
+from xvactor.bench.report import git_info, package_version
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -101,38 +104,6 @@ STARTUP_TIMEOUT = 60.0
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def find_orthanc() -> str | None:
-    for cand in (shutil.which("Orthanc"), "/usr/sbin/Orthanc", "/usr/bin/Orthanc"):
-        if cand and os.access(cand, os.X_OK):
-            return cand
-    return None
-
-
-def first_line(cmd: Sequence[str]) -> str:
-    try:
-        out = subprocess.run(list(cmd), capture_output=True, text=True, timeout=20, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"unavailable ({exc})"
-    lines = [ln.strip() for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
-    return lines[0] if lines else "unknown"
-
-
-def pkg_version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def git_info() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        cmd = ["git", "-C", str(REPO_ROOT), *args]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False)
-        return out.stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
@@ -759,8 +730,8 @@ def machine_info() -> dict[str, Any]:
     orthanc = find_orthanc()
     return {
         "nproc": os.cpu_count(), "cpu_model": cpu, "python": sys.version.split()[0],
-        "pydicom": pkg_version("pydicom"), "pynetdicom": pkg_version("pynetdicom"),
-        "xvactor": pkg_version("xvactor"),
+        "pydicom": package_version("pydicom"), "pynetdicom": package_version("pynetdicom"),
+        "xvactor": package_version("xvactor"),
         "dcmtk": first_line([require_tool("findscu"), "--version"]).strip("$ "),
         "orthanc": first_line([orthanc, "--version"]) if orthanc else "not found",
         "loadavg_at_start": os.getloadavg(), "git": git_info(),

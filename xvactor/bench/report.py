@@ -22,19 +22,22 @@ from xvactor.bench.plan import Cell, ratios, summarize
 from xvactor.bench.runner import RunResult, Workload
 from xvactor.bench.wire import Target
 
-__all__ = ["document", "machine_info", "run_figures", "summary_text"]
+__all__ = ["document", "git_info", "machine_info", "package_version", "run_figures", "summary_text"]
 
 _SOURCE = Path(__file__).resolve().parents[2]
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
+    """The installed version of ``package``, or ``"not installed"``."""
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "not installed"
 
 
-def _git() -> dict[str, Any]:
+def git_info() -> dict[str, Any]:
+    """The commit of the xvactor source tree and whether it has changes (``{}`` if none)."""
+
     def git(*args: str) -> str:
         try:
             done = subprocess.run(
@@ -69,10 +72,10 @@ def machine_info() -> dict[str, Any]:
         "load_average": load,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "xvactor": _version("xvactor"),
-        "pydicom": _version("pydicom"),
-        "pynetdicom": _version("pynetdicom"),
-        "git": _git(),
+        "xvactor": package_version("xvactor"),
+        "pydicom": package_version("pydicom"),
+        "pynetdicom": package_version("pynetdicom"),
+        "git": git_info(),
     }
 
 
