@@ -6,13 +6,13 @@ import pytest
 from pydicom.uid import UID
 
 from xvactor.dicom.qr_scp import (
-    RetrieveItem,
     SubOperationResult,
     _check_count,
     _Counts,
     extended_negotiation,
 )
 from xvactor.dicom.status import DicomServiceError, Status
+from xvactor.sender.queue import SendItem
 
 STUDY_FIND = UID("1.2.840.10008.5.1.4.1.2.2.1")
 STUDY_MOVE = UID("1.2.840.10008.5.1.4.1.2.2.2")
@@ -41,7 +41,10 @@ def test_counts_classify_sub_operations() -> None:
 
 
 def test_more_sub_operations_than_the_counts_can_carry_are_refused() -> None:
-    item = RetrieveItem("p", "1.2", "1.2.3", "1.2.840.10008.1.2.1")
+    item = SendItem(
+        path="p", sop_class_uid="1.2", sop_instance_uid="1.2.3",
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+    )  # fmt: skip
     _check_count([item] * 0xFFFF)
     with pytest.raises(DicomServiceError) as raised:
         _check_count([item] * 0x10000)

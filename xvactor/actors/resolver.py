@@ -25,7 +25,6 @@ from typing import ClassVar, assert_never, cast
 
 import anyio
 import anyio.from_thread
-import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -38,6 +37,7 @@ from xvactor.dicom.flat_encode import encode_flat
 from xvactor.dicom.status import DicomServiceError, IdentifierDoesNotMatch, status_for
 from xvactor.query.model import Model, model_for
 from xvactor.runtime import Actor, Limiters, Message, run_blocking
+from xvactor.sender.queue import SendItem
 
 __all__ = [
     "BATCH",
@@ -49,7 +49,6 @@ __all__ = [
     "ResolverActor",
     "ResolverInbox",
     "RetrieveMatches",
-    "StoredItem",
 ]
 
 LOGGER = logging.getLogger("xvactor.resolver")
@@ -83,16 +82,6 @@ class ResolveFind(Message, frozen=True, tag=True, kw_only=True):
     """Combined date-time matching was agreed in Extended Negotiation (PS3.4 C.2.2.2.5.1)."""
 
 
-class StoredItem(msgspec.Struct, frozen=True, kw_only=True):
-    """A catalogued instance to send."""
-
-    path: str
-    """Absolute."""
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax_uid: str
-
-
 class ResolveRetrieve(Message, frozen=True, tag=True, kw_only=True):
     """Query: the instances a C-MOVE or C-GET Identifier selects."""
 
@@ -104,7 +93,7 @@ class ResolveRetrieve(Message, frozen=True, tag=True, kw_only=True):
 class RetrieveMatches(Message, frozen=True, tag=True, kw_only=True):
     """Reply to ``ResolveRetrieve``."""
 
-    items: tuple[StoredItem, ...]
+    items: tuple[SendItem, ...]
 
 
 ResolverInbox = ResolveFind | ResolveRetrieve
@@ -248,7 +237,7 @@ class ResolverActor(Actor[ResolverInbox]):
                 matches.close()
             conn.close()
 
-    def _retrieve(self, message: ResolveRetrieve) -> tuple[StoredItem, ...]:
+    def _retrieve(self, message: ResolveRetrieve) -> tuple[SendItem, ...]:
         from xvactor.query.model import parse_identifier  # noqa: PLC0415
         from xvactor.query.resolver import resolve_instances  # noqa: PLC0415
 
@@ -257,7 +246,7 @@ class ResolverActor(Actor[ResolverInbox]):
         conn = self._connect()
         try:
             return tuple(
-                StoredItem(
+                SendItem(
                     path=str(self._data_dir / location.path),
                     sop_class_uid=location.sop_class_uid,
                     sop_instance_uid=location.sop_instance_uid,

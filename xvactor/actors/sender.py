@@ -445,10 +445,8 @@ class SenderActor(Actor[SenderInbox]):
             self._head.popleft()
             if state == State.QUEUED:
                 self._head.appendleft(
-                    QueuedItem(
-                        id=queued.id,
-                        destination=queued.destination,
-                        item=queued.item,
+                    msgspec.structs.replace(
+                        queued,
                         state=state,
                         attempts=attempts,
                         next_attempt_at=next_at,

@@ -10,11 +10,11 @@ fail, which stops the query or the C-MOVE sub-operations.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Generic, Protocol, TypeVar
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from xvactor.actors.resolver import (
     FindBatch,
@@ -25,7 +25,7 @@ from xvactor.actors.resolver import (
     RetrieveMatches,
 )
 from xvactor.actors.sender import SenderInbox, SendItem, SendResult, send_now
-from xvactor.dicom.qr_scp import Prepared, ResultStream, RetrieveItem, SubOperationResult
+from xvactor.dicom.qr_scp import Prepared, ResultStream, SubOperationResult
 from xvactor.dicom.status import DicomServiceError, Status
 from xvactor.runtime import ActorDead, ActorRef, LoopBridge
 
@@ -101,7 +101,7 @@ class BridgedQueryServices:
         bridge: LoopBridge,
         resolver: ActorRef[ResolverInbox],
         router: MoveRouter,
-        prepare: Callable[[RetrieveItem, Sequence[str]], Prepared],
+        prepare: Callable[[SendItem, Sequence[str]], Prepared],
         *,
         timeout: float,
     ) -> None:
@@ -121,31 +121,22 @@ class BridgedQueryServices:
     ) -> ResultStream[bytes]:
         """Start the query on the resolver; its matches stream back."""
 
-        async def start() -> MemoryObjectReceiveStream[FindBatch | QueryFailed]:
-            send, receive = anyio.create_memory_object_stream[FindBatch | QueryFailed](
-                _STREAM_BUFFER
+        async def tell(results: MemoryObjectSendStream[FindBatch | QueryFailed]) -> None:
+            await self._resolver.tell(
+                ResolveFind(
+                    sop_class_uid=sop_class_uid,
+                    transfer_syntax_uid=transfer_syntax_uid,
+                    identifier=identifier,
+                    combined_datetime=combined_datetime,
+                    results=results,
+                )
             )
-            command = ResolveFind(
-                sop_class_uid=sop_class_uid,
-                transfer_syntax_uid=transfer_syntax_uid,
-                identifier=identifier,
-                combined_datetime=combined_datetime,
-                results=send,
-            )
-            try:
-                with anyio.fail_after(self._timeout):
-                    await self._resolver.tell(command)
-            except BaseException:
-                send.close()
-                receive.close()
-                raise
-            return receive
 
-        return BridgedStream(self._bridge, self._bridge.call(start), _find_items)
+        return self._stream(tell, _find_items)
 
     def retrieve(
         self, sop_class_uid: str, transfer_syntax_uid: str, identifier: bytes
-    ) -> Sequence[RetrieveItem]:
+    ) -> Sequence[SendItem]:
         """Ask the resolver which instances the Identifier selects."""
         reply = self._bridge.ask(
             self._resolver,
@@ -157,15 +148,7 @@ class BridgedQueryServices:
             expect=RetrieveMatches,
             timeout=self._timeout,
         )
-        return [
-            RetrieveItem(
-                path=item.path,
-                sop_class_uid=item.sop_class_uid,
-                sop_instance_uid=item.sop_instance_uid,
-                transfer_syntax_uid=item.transfer_syntax_uid,
-            )
-            for item in reply.items
-        ]
+        return reply.items
 
     def check_move_destination(self, move_destination: str) -> None:
         """Raise ``MoveDestinationUnknown`` unless it is a configured destination."""
@@ -174,42 +157,45 @@ class BridgedQueryServices:
     def move(
         self,
         move_destination: str,
-        items: Sequence[RetrieveItem],
+        items: Sequence[SendItem],
         *,
         originator_ae_title: str,
         originator_message_id: int,
     ) -> ResultStream[SubOperationResult]:
         """Hand the sub-operations to the destination's sender; results stream back."""
         sender = self._router.sender(move_destination)
-        batch = [
-            SendItem(
-                path=item.path,
-                sop_class_uid=item.sop_class_uid,
-                sop_instance_uid=item.sop_instance_uid,
-                transfer_syntax_uid=item.transfer_syntax_uid,
-            )
-            for item in items
-        ]
 
-        async def start() -> MemoryObjectReceiveStream[SendResult]:
-            send, receive = anyio.create_memory_object_stream[SendResult](_STREAM_BUFFER)
+        async def tell(results: MemoryObjectSendStream[SendResult]) -> None:
+            await send_now(
+                sender,
+                items,
+                results,
+                move_originator_ae_title=originator_ae_title,
+                move_originator_message_id=originator_message_id,
+            )
+
+        return self._stream(tell, _sub_operation)
+
+    def _stream(
+        self,
+        tell: Callable[[MemoryObjectSendStream[U]], Awaitable[None]],
+        unpack: Callable[[U], Sequence[T]],
+    ) -> BridgedStream[T, U]:
+        """Hand an actor the sending end of a new bounded stream; iterate the other end."""
+
+        async def start() -> MemoryObjectReceiveStream[U]:
+            send, receive = anyio.create_memory_object_stream[U](_STREAM_BUFFER)
             try:
                 with anyio.fail_after(self._timeout):
-                    await send_now(
-                        sender,
-                        batch,
-                        send,
-                        move_originator_ae_title=originator_ae_title,
-                        move_originator_message_id=originator_message_id,
-                    )
+                    await tell(send)
             except BaseException:
                 send.close()
                 receive.close()
                 raise
             return receive
 
-        return BridgedStream(self._bridge, self._bridge.call(start), _sub_operation)
+        return BridgedStream(self._bridge, self._bridge.call(start), unpack)
 
-    def prepare(self, item: RetrieveItem, accepted: Sequence[str]) -> Prepared:
+    def prepare(self, item: SendItem, accepted: Sequence[str]) -> Prepared:
         """``item`` in one of the ``accepted`` syntaxes (C-GET)."""
         return self._prepare(item, accepted)

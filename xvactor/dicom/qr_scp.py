@@ -43,13 +43,13 @@ from xvactor.dicom.contexts import (
     MOVE_SOP_CLASSES,
 )
 from xvactor.dicom.status import DicomServiceError, Status, StatusReply, status_for
+from xvactor.sender.queue import SendItem
 
 __all__ = [
     "Prepared",
     "QueryRetrieveSCP",
     "QueryServices",
     "ResultStream",
-    "RetrieveItem",
     "SubOperationResult",
     "extended_negotiation",
     "install",
@@ -75,16 +75,6 @@ class ResultStream(Protocol[T_co]):
     def close(self) -> None:
         """Stop early (C-CANCEL): the producer stops before its next result."""
         ...
-
-
-@dataclass(frozen=True)
-class RetrieveItem:
-    """One instance a C-MOVE or C-GET sends."""
-
-    path: str
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax_uid: str
 
 
 @dataclass(frozen=True)
@@ -126,7 +116,7 @@ class QueryServices(Protocol):
 
     def retrieve(
         self, sop_class_uid: str, transfer_syntax_uid: str, identifier: bytes
-    ) -> Sequence[RetrieveItem]:
+    ) -> Sequence[SendItem]:
         """The instances a C-MOVE or C-GET Identifier selects."""
         ...
 
@@ -137,7 +127,7 @@ class QueryServices(Protocol):
     def move(
         self,
         move_destination: str,
-        items: Sequence[RetrieveItem],
+        items: Sequence[SendItem],
         *,
         originator_ae_title: str,
         originator_message_id: int,
@@ -145,7 +135,7 @@ class QueryServices(Protocol):
         """Send ``items`` through the destination's sender, one result per item."""
         ...
 
-    def prepare(self, item: RetrieveItem, accepted: Sequence[str]) -> Prepared:
+    def prepare(self, item: SendItem, accepted: Sequence[str]) -> Prepared:
         """``item`` in one of the ``accepted`` transfer syntaxes (for C-GET)."""
         ...
 
@@ -223,7 +213,7 @@ def _response(primitive: Callable[[], Any], req: Any) -> Any:
     return rsp
 
 
-def _check_count(items: Sequence[RetrieveItem]) -> None:
+def _check_count(items: Sequence[SendItem]) -> None:
     """The sub-operation counts are US (PS3.7 Table 9.3-4): at most 65535 of them."""
     if len(items) > 0xFFFF:
         raise DicomServiceError(
@@ -284,7 +274,7 @@ class QueryRetrieveSCP:
         identifier = msg.Identifier
         return identifier.getvalue() if isinstance(identifier, BytesIO) else b""
 
-    def _selected(self, req: C_MOVE | C_GET, context_id: int) -> Sequence[RetrieveItem]:
+    def _selected(self, req: C_MOVE | C_GET, context_id: int) -> Sequence[SendItem]:
         """The instances a C-MOVE or C-GET Identifier selects (its sub-operations)."""
         items = self._services.retrieve(
             str(req.AffectedSOPClassUID),
@@ -505,7 +495,7 @@ class QueryRetrieveSCP:
             if cx.abstract_syntax == sop_class_uid and cx.as_scu
         ]
 
-    def _store(self, item: RetrieveItem, message_id: int) -> SubOperationResult:
+    def _store(self, item: SendItem, message_id: int) -> SubOperationResult:
         """One C-STORE sub-operation on this association (PS3.4 C.4.3.3.1)."""
         accepted = self._accepted(item.sop_class_uid)
         if not accepted:

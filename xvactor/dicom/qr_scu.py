@@ -210,14 +210,8 @@ class _RequestorAE(AE):
 
 
 def _ae(peer: Peer) -> _RequestorAE:
-    ae = _RequestorAE(ae_title=peer.calling_ae_title)
-    ae.implementation_class_uid = peer.implementation_class_uid
-    ae.implementation_version_name = peer.implementation_version_name
-    ae.connection_timeout = peer.connect_timeout
-    ae.acse_timeout = peer.acse_timeout
-    ae.dimse_timeout = peer.dimse_timeout
+    ae = peer.configure(_RequestorAE(ae_title=peer.calling_ae_title))
     ae.network_timeout = max(peer.dimse_timeout, peer.acse_timeout)
-    ae.maximum_pdu_size = peer.max_pdu
     return ae
 
 

@@ -16,8 +16,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from xvactor.dicom.qr_scp import Prepared, RetrieveItem
+from xvactor.dicom.qr_scp import Prepared
 from xvactor.dicom.status import DicomServiceError, Status
+from xvactor.sender.queue import SendItem
 
 __all__ = ["NoAcceptableSyntax", "prepare_for_peer"]
 
@@ -28,12 +29,12 @@ class NoAcceptableSyntax(DicomServiceError):
     status = Status.UNABLE_TO_PERFORM_SUBOPERATIONS
 
 
-def prepare_for_peer(item: RetrieveItem, accepted: Sequence[str], *, scratch: Path) -> Prepared:
+def prepare_for_peer(item: SendItem, accepted: Sequence[str], *, scratch: Path) -> Prepared:
     """``item`` ready to send in one of ``accepted`` (the peer's syntaxes for its class).
 
     Parameters
     ----------
-    item : RetrieveItem
+    item : SendItem
         The stored instance.
     accepted : sequence of str
         What the peer accepted for its SOP Class.

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pynetdicom import AE, build_context, evt
 from pynetdicom.association import Association
@@ -55,6 +55,8 @@ __all__ = [
     "StoreAssociation",
     "contexts_for",
 ]
+
+AE_T = TypeVar("AE_T", bound=AE)
 
 LOCK_DIR = ".senders"
 """Under the data directory: one lock file per destination (see :class:`DestinationLock`)."""
@@ -111,6 +113,16 @@ class Peer:
             lock_dir=config.data_path.resolve() / LOCK_DIR,
             output=destination.output,
         )
+
+    def configure(self, ae: AE_T) -> AE_T:
+        """Give a requestor ``ae`` our identity, PDU limit and per-phase timeouts."""
+        ae.implementation_class_uid = self.implementation_class_uid
+        ae.implementation_version_name = self.implementation_version_name
+        ae.connection_timeout = self.connect_timeout
+        ae.acse_timeout = self.acse_timeout
+        ae.dimse_timeout = self.dimse_timeout
+        ae.maximum_pdu_size = self.max_pdu
+        return ae
 
     def __str__(self) -> str:
         return f"{self.called_ae_title}@{self.host}:{self.port}"
@@ -386,14 +398,8 @@ class PynetdicomPort:
 
     def __init__(self, peer: Peer) -> None:
         self._peer = peer
-        ae = _SenderAE(ae_title=peer.calling_ae_title)
-        ae.implementation_class_uid = peer.implementation_class_uid
-        ae.implementation_version_name = peer.implementation_version_name
-        ae.connection_timeout = peer.connect_timeout
-        ae.acse_timeout = peer.acse_timeout
-        ae.dimse_timeout = peer.dimse_timeout
+        ae = peer.configure(_SenderAE(ae_title=peer.calling_ae_title))
         ae.network_timeout = None  # the sender releases idle associations itself
-        ae.maximum_pdu_size = peer.max_pdu
         self._ae = ae
 
     @property
