@@ -154,7 +154,7 @@ async def rig(outbox: Callable[[], Outbox] | None = None, **settings: float) -> 
     supervisor = Supervisor("t", [ChildSpec(ref=ref, factory=lambda: SenderActor(
         ref, port=port, outbox=outbox or (lambda: memory), settings=sender_settings,
         limiters=Limiters({"associate": 1, "dimse": 1, "outbox": 1}), timer=lambda: timer,
-    ))])  # fmt: skip
+    ))], max_restarts=0)  # fmt: skip  # a crash fails the test instead of being retried
     async with anyio.create_task_group() as tg:
         await tg.start(supervisor.run)
         try:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, assert_never
 
 import anyio
+import msgspec
 from anyio.abc import ObjectSendStream
 
 from xvactor.dicom.outcome import (
