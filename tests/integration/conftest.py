@@ -12,6 +12,8 @@ from xvactor.config import NodeConfig
 from xvactor.testing.dcmtk import require_tool
 from xvactor.testing.node import NodeHandle, node_in_thread, test_config
 
+SUPERVISOR_LOGGER = "xvactor.runtime"  # the supervisors log crashes here
+
 TOOLS = (
     "echoscu",
     "storescu",
@@ -56,3 +58,19 @@ def make_node(tmp_path: Path) -> Iterator[Callable[..., NodeHandle]]:
 def node(make_node: Callable[..., NodeHandle]) -> NodeHandle:
     """A node with the default settings on a free port."""
     return make_node()
+
+
+@pytest.fixture(autouse=True)
+def _no_actor_crashed(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """A supervisor restarting a crashed actor hides the bug from the test: fail instead.
+
+    Crashes are logged at ERROR, which reaches ``caplog`` at any level setting.
+    """
+    yield
+    crashes = [
+        r.getMessage()
+        for phase in ("setup", "call")
+        for r in caplog.get_records(phase)
+        if r.name == SUPERVISOR_LOGGER and "crashed" in r.getMessage()
+    ]
+    assert not crashes, crashes
