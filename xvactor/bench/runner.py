@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from xvactor.bench.instances import Template, new_run_number
+from xvactor.bench.instances import new_run_number
 from xvactor.bench.metrics import BIN_SECONDS, Tally
 from xvactor.bench.wire import Target
-from xvactor.bench.worker import Job, Query
+from xvactor.bench.worker import Job, Workload
 
 __all__ = ["Progress", "RunResult", "Workload", "default_processes", "run_load"]
 
@@ -37,20 +37,6 @@ _READY_TIMEOUT = 60.0
 
 Progress = Callable[[float, int, int, int, int], None]
 """Called about twice a second with (seconds, attempts, ok, bytes, errors)."""
-
-
-@dataclass(frozen=True)
-class Workload:
-    """What each association does; ``description`` goes into the report as is."""
-
-    kind: str
-    count: int | None = None
-    duration: float | None = None
-    rate: float | None = None
-    new_association: bool = False
-    templates: list[Template] = field(default_factory=list)
-    queries: list[Query] = field(default_factory=list)
-    description: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -198,17 +184,11 @@ def run_load(
     try:
         for worker in range(nproc):
             job = Job(
-                kind=workload.kind,
                 target=target,
                 run=run,
                 slots=tuple(range(worker, associations, nproc)),
                 associations=associations,
-                count=workload.count,
-                duration=workload.duration,
-                rate=workload.rate,
-                new_association=workload.new_association,
-                templates=workload.templates,
-                queries=workload.queries,
+                workload=workload,
             )
             workers.append(_Worker(job, worker, inbox))
         running = _await_ready(inbox, workers, problems)

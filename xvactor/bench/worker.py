@@ -30,7 +30,7 @@ from xvactor.bench.pdu import PresentationContext
 from xvactor.bench.schedule import Schedule
 from xvactor.bench.wire import Association, Target, WireError, timed_open
 
-__all__ = ["MAX_CONSECUTIVE_FAILURES", "Job", "Query", "main", "run_worker"]
+__all__ = ["MAX_CONSECUTIVE_FAILURES", "Job", "Query", "Workload", "main", "run_worker"]
 
 MAX_CONSECUTIVE_FAILURES = 3
 PROGRESS_SECONDS = 0.5
@@ -38,6 +38,20 @@ _VERIFICATION = "1.2.840.10008.1.1"
 _IMPLICIT = "1.2.840.10008.1.2"
 _EXPLICIT = "1.2.840.10008.1.2.1"
 _PENDING = (0xFF00, 0xFF01)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What each association does; ``description`` goes into the report as is."""
+
+    kind: str
+    count: int | None = None
+    duration: float | None = None
+    rate: float | None = None
+    new_association: bool = False
+    templates: list[Template] = field(default_factory=list)
+    queries: list[Query] = field(default_factory=list)
+    description: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,29 +68,23 @@ class Query:
 class Job:
     """What every worker of a run is asked to do (its ``slots`` differ)."""
 
-    kind: str
     target: Target
     run: int
     slots: tuple[int, ...]
     associations: int
-    count: int | None = None
-    duration: float | None = None
-    rate: float | None = None
-    new_association: bool = False
-    templates: list[Template] = field(default_factory=list)
-    queries: list[Query] = field(default_factory=list)
+    workload: Workload
 
 
 def _contexts(job: Job) -> list[PresentationContext]:
-    if job.kind == "echo":
+    if job.workload.kind == "echo":
         return [PresentationContext(1, _VERIFICATION, (_EXPLICIT, _IMPLICIT))]
-    if job.kind == "find":
-        classes = dict.fromkeys(q.sop_class_uid for q in job.queries)
+    if job.workload.kind == "find":
+        classes = dict.fromkeys(q.sop_class_uid for q in job.workload.queries)
         return [
             PresentationContext(2 * i + 1, uid, (_EXPLICIT, _IMPLICIT))
             for i, uid in enumerate(classes)
         ]
-    pairs = dict.fromkeys((t.sop_class_uid, t.transfer_syntax_uid) for t in job.templates)
+    pairs = dict.fromkeys((t.sop_class_uid, t.transfer_syntax_uid) for t in job.workload.templates)
     return [PresentationContext(2 * i + 1, sop, (ts,)) for i, (sop, ts) in enumerate(pairs)]
 
 
@@ -88,7 +96,11 @@ class _Slot:
         self.slot = slot
         self.contexts = contexts
         self.tally = Tally()
-        self.stream = InstanceStream(job.templates, job.run, slot) if job.kind == "store" else None
+        self.stream = (
+            InstanceStream(job.workload.templates, job.run, slot)
+            if job.workload.kind == "store"
+            else None
+        )
         self.assoc: Association | None = None
         self.ids: dict[str, dict[str, int]] = {}
 
@@ -105,9 +117,14 @@ class _Slot:
 
     def run(self, start: float, stop: threading.Event) -> None:
         job = self.job
-        deadline = start + job.duration if job.duration is not None else None
+        deadline = start + job.workload.duration if job.workload.duration is not None else None
         schedule = Schedule(
-            start, job.count, deadline, job.rate, job.associations, self.slot % job.associations
+            start,
+            job.workload.count,
+            deadline,
+            job.workload.rate,
+            job.associations,
+            self.slot % job.associations,
         )
         failures = 0
         for due in schedule:
@@ -126,7 +143,7 @@ class _Slot:
                     self.assoc.abort()
                 self.assoc = None
                 continue
-            if job.new_association:
+            if job.workload.new_association:
                 self.assoc.release()
                 self.assoc = None
         if failures >= MAX_CONSECUTIVE_FAILURES:
@@ -136,10 +153,10 @@ class _Slot:
 
     def _request(self, assoc: Association, due: float, start: float) -> None:
         # Open loop: latency counts from the due time (queueing included).
-        begin = due if self.job.rate is not None else time.monotonic()
-        if self.job.kind == "store":
+        begin = due if self.job.workload.rate is not None else time.monotonic()
+        if self.job.workload.kind == "store":
             self._store(assoc, begin, start)
-        elif self.job.kind == "echo":
+        elif self.job.workload.kind == "echo":
             context_id = self.ids[_VERIFICATION]
             cid = next(iter(context_id.values()))
             response = assoc.request(cid, c_echo_rq(assoc.next_message_id()))
@@ -161,7 +178,7 @@ class _Slot:
         self.tally.completed(response.status, done - begin, len(data), done - start)
 
     def _find(self, assoc: Association, begin: float, start: float) -> None:
-        query = self.job.queries[self.tally.attempts % len(self.job.queries)]
+        query = self.job.workload.queries[self.tally.attempts % len(self.job.workload.queries)]
         syntaxes = self.ids.get(query.sop_class_uid, {})
         if not syntaxes:
             self.tally.failed("no-context", f"no context for {query.sop_class_uid}")
