@@ -32,7 +32,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from xvactor.actors.catalog import CatalogActor, CatalogInbox
+from xvactor.actors.catalog import CatalogActor, CatalogInbox, catalog_writer
 from xvactor.actors.listener import ListenerActor, ListenerInbox, addresses
 from xvactor.actors.mover import DestinationRouter
 from xvactor.actors.receivers import ReceiversActor, ReceiversInbox
@@ -48,6 +48,7 @@ from xvactor.runtime import (
     Supervisor,
     SupervisorSpec,
 )
+from xvactor.storage.filing import Filing
 
 __all__ = ["Node", "WorkerRole", "build_node", "run_node", "running_node"]
 
@@ -88,7 +89,7 @@ def build_node(config: NodeConfig, *, role: WorkerRole | None = None) -> Node:
     spool_dir = data_dir / SPOOL_DIR / (f"w{role.index}" if role is not None else "main")
     limiters = Limiters(
         {
-            "catalog": 1,
+            "catalog": 16,
             "disk": max(4, config.max_associations),
             "listener": 2,
             "query": 4,
@@ -113,11 +114,16 @@ def build_node(config: NodeConfig, *, role: WorkerRole | None = None) -> Node:
         catalog_timeout=config.timeouts.store,
         deidentification=config.anonymize or any(c.anonymize for c in config.clients),
     )
+    writer = catalog_writer(data_dir, capacity=config.mailboxes.catalog)
+    filing = Filing(settings, writer)
     root = Supervisor(
         "root",
         [
-            ChildSpec(ref=catalog, factory=lambda: CatalogActor(data_dir, limiters)),
-            ChildSpec(ref=storage, factory=lambda: StorageActor(settings, catalog, limiters)),
+            ChildSpec(
+                ref=catalog,
+                factory=lambda: CatalogActor(writer, limiters, timeout=config.timeouts.store),
+            ),
+            ChildSpec(ref=storage, factory=lambda: StorageActor(filing, limiters)),
             ChildSpec(
                 ref=resolver, factory=lambda: ResolverActor(data_dir, config.query, limiters)
             ),
@@ -128,6 +134,7 @@ def build_node(config: NodeConfig, *, role: WorkerRole | None = None) -> Node:
                     config,
                     storage,
                     limiters,
+                    filing=filing,
                     spool_dir=spool_dir,
                     sockets=role.sockets if role is not None else (),
                     resolver=resolver,
@@ -150,14 +157,18 @@ def _memory_queues(config: NodeConfig) -> NodeConfig:
 
 def _build_receiving_in_workers(config: NodeConfig) -> Node:
     data_dir = config.data_path.resolve()
-    limiters = Limiters({"catalog": 1, "listener": 2, **sender_limiters(config)})
+    limiters = Limiters({"catalog": 16, "listener": 2, **sender_limiters(config)})
     senders = Senders(config, limiters)
     catalog: ActorRef[CatalogInbox] = ActorRef("catalog", mailbox_size=config.mailboxes.catalog)
+    writer = catalog_writer(data_dir, capacity=config.mailboxes.catalog)
     receivers: ActorRef[ReceiversInbox] = ActorRef("receivers", mailbox_size=16)
     root = Supervisor(
         "root",
         [
-            ChildSpec(ref=catalog, factory=lambda: CatalogActor(data_dir, limiters)),
+            ChildSpec(
+                ref=catalog,
+                factory=lambda: CatalogActor(writer, limiters, timeout=config.timeouts.store),
+            ),
             SupervisorSpec(senders.supervisor, shutdown=SENDERS_SHUTDOWN),
             ChildSpec(
                 ref=receivers,

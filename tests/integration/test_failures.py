@@ -10,7 +10,7 @@ from typing import Any, BinaryIO
 
 import pytest
 
-import xvactor.actors.catalog as catalog_module
+import xvactor.catalog.writer as writer_module
 import xvactor.dicom.spool as spool_module
 from tests.integration.helpers import stored_path
 from tests.integration.test_store_status import instance_count, leftovers, send
@@ -62,7 +62,7 @@ def test_stalled_catalog_answers_a700_and_never_leaves_a_row_without_its_file(
         release.wait(timeout=30)
         return write_batch(conn, batch)
 
-    monkeypatch.setattr(catalog_module, "write_batch", stalled_write_batch)
+    monkeypatch.setattr(writer_module, "write_batch", stalled_write_batch)
     handle = make_node(timeouts={"store": 1.0})
     ds = make_dataset()
     status = send(handle, ds)

@@ -1,4 +1,4 @@
-"""The catalog actor: concurrent index requests share one commit (group commit)."""
+"""The catalog actor and its writer: concurrent index requests share one commit."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import anyio
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
-import xvactor.actors.catalog as catalog_module
-from xvactor.actors.catalog import CatalogActor, CatalogInbox, count, find, index
+import xvactor.catalog.writer as writer_module
+from xvactor.actors.catalog import CatalogActor, CatalogInbox, catalog_writer, count, find, index
 from xvactor.catalog.sqlite import write_batch
 from xvactor.dicom.records import InstanceRecord, record_from_header
 from xvactor.runtime import ActorRef, ChildSpec, Limiters, Supervisor
@@ -49,11 +49,13 @@ async def test_concurrent_index_requests_share_commits(
             release_first_commit.wait(timeout=10)
         return write_batch(conn, batch)
 
-    monkeypatch.setattr(catalog_module, "write_batch", recording_write_batch)
-    limiters = Limiters({"catalog": 1})
+    monkeypatch.setattr(writer_module, "write_batch", recording_write_batch)
+    limiters = Limiters({"catalog": 32})
     ref: ActorRef[CatalogInbox] = ActorRef("catalog", mailbox_size=64)
+    writer = catalog_writer(tmp_path, capacity=64)
     supervisor = Supervisor(
-        "test", [ChildSpec(ref=ref, factory=lambda: CatalogActor(tmp_path, limiters))]
+        "test",
+        [ChildSpec(ref=ref, factory=lambda: CatalogActor(writer, limiters, timeout=10))],
     )
     records = [record() for _ in range(20)]
     replies: list[bool] = []
@@ -70,7 +72,9 @@ async def test_concurrent_index_requests_share_commits(
             # While the first commit is on disk, 19 more arrive: they form the next batch.
             for r in records[1:]:
                 senders.start_soon(one, r)
-            await anyio.wait_all_tasks_blocked()
+            with anyio.fail_after(10):
+                while writer.queued < 19:  # they reach the writer through worker threads
+                    await anyio.sleep(0.005)
             release_first_commit.set()
         assert await count(ref, timeout=5) == 20
         found = await find(ref, records[5].sop_instance_uid, timeout=5)

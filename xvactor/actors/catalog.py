@@ -1,29 +1,18 @@
-"""The catalog actor: owns the SQLite catalog and commits index rows in groups.
+"""The catalog actor: runs the catalog's writer thread and answers asks about the catalog.
 
-Group commit: concurrent ``IndexInstance`` asks (one per C-STORE in flight, from any number
-of associations) join the open batch; whichever of them takes the commit lock first writes
-the whole batch in one transaction, and every member is answered from that one commit.
-While a commit runs, new arrivals gather in the next batch.  A member's reply therefore
-always waits for the commit that holds its row, and concurrent C-STOREs share one fsync.
+The catalog connection lives on the writer thread (``xvactor.catalog.writer``), which
+commits index requests in groups.  The actor starts it before the node takes traffic and
+stops it (after everything queued is committed) when the node stops.  Receiving threads
+index through the writer directly; actors ask here, and the ask waits on a worker thread.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, assert_never
 
-import anyio
-
-from xvactor.catalog.sqlite import (
-    IndexOutcome,
-    StoredInstance,
-    count_instances,
-    find_instance,
-    open_catalog,
-    write_batch,
-)
+from xvactor.catalog.sqlite import StoredInstance, count_instances, find_instance
+from xvactor.catalog.writer import CatalogWriter
 from xvactor.dicom.records import InstanceRecord
 from xvactor.runtime import Actor, ActorRef, Limiters, Message, run_blocking
 
@@ -37,6 +26,7 @@ __all__ = [
     "InstanceCount",
     "InstanceFound",
     "InstanceIndexed",
+    "catalog_writer",
     "count",
     "find",
     "index",
@@ -99,90 +89,61 @@ class InstanceCount(Message, frozen=True, tag=True, kw_only=True):
 CatalogInbox = IndexInstance | FindInstance | CountInstances
 
 
-@dataclass
-class _Batch:
-    items: list[tuple[InstanceRecord, bool]] = field(default_factory=list)
-    done: anyio.Event = field(default_factory=anyio.Event)
-    outcomes: list[IndexOutcome | Exception] = field(default_factory=list)
-    error: Exception | None = None
+def catalog_writer(data_dir: Path, *, capacity: int) -> CatalogWriter:
+    """The writer for the catalog under ``data_dir`` (not started)."""
+    return CatalogWriter(data_dir / CATALOG_FILE, capacity=capacity)
 
 
 class CatalogActor(Actor[CatalogInbox]):
-    """Owns the catalog database; one thread touches it at a time (limiter ``catalog``)."""
+    """Starts and stops the catalog writer; serves asks through it."""
 
     concurrency: ClassVar[int] = 256
-    """Asks processed at once: every in-flight C-STORE can join the open batch."""
+    """Asks processed at once: every in-flight index request can join the open group."""
 
-    def __init__(self, data_dir: Path, limiters: Limiters) -> None:
-        self._path = data_dir / CATALOG_FILE
+    def __init__(self, writer: CatalogWriter, limiters: Limiters, *, timeout: float) -> None:
+        self._writer = writer
         self._limiters = limiters
-        self._conn: sqlite3.Connection | None = None
-        self._open: _Batch | None = None
-        self._commit_lock = anyio.Lock()
+        self._timeout = timeout
 
     async def started(self) -> None:
         """Open (and if needed create) the database before the node takes traffic."""
-        self._conn = await run_blocking(self._limiters, "catalog", open_catalog, self._path)
+        await run_blocking(self._limiters, "catalog", self._writer.start)
 
     async def stopping(self) -> None:
-        """Close the database; every commit already answered is durable."""
-        if self._conn is not None:
-            async with self._commit_lock:
-                await run_blocking(self._limiters, "catalog", self._conn.close)
-            self._conn = None
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("catalog is not open")
-        return self._conn
+        """Commit what is queued and close the database."""
+        await run_blocking(self._limiters, "catalog", self._writer.stop)
 
     async def receive(self, message: CatalogInbox) -> object:
         """Dispatch one message."""
+        writer, timeout = self._writer, self._timeout
         match message:
-            case IndexInstance():
-                return await self._index(message)
+            case IndexInstance(record=record, replace=replace):
+                outcome = await run_blocking(
+                    self._limiters,
+                    "catalog",
+                    lambda: writer.index(record, replace=replace, timeout=timeout),
+                )
+                return InstanceIndexed(
+                    existed=outcome.existed,
+                    previous_path=outcome.previous_path,
+                    written=outcome.written,
+                )
             case FindInstance(sop_instance_uid=uid):
-                async with self._commit_lock:
-                    stored = await run_blocking(
-                        self._limiters, "catalog", find_instance, self._db(), uid
-                    )
+                stored = await run_blocking(
+                    self._limiters,
+                    "catalog",
+                    lambda: writer.call(lambda conn: find_instance(conn, uid), timeout=timeout),
+                )
                 return _found(uid, stored)
             case CountInstances():
-                async with self._commit_lock:
-                    total = await run_blocking(
-                        self._limiters, "catalog", count_instances, self._db()
-                    )
+                total = await run_blocking(
+                    self._limiters,
+                    "catalog",
+                    lambda: writer.call(count_instances, timeout=timeout),
+                )
                 return InstanceCount(count=total)
             case _:
                 assert_never(message)
-
-    async def _index(self, message: IndexInstance) -> InstanceIndexed:
-        if self._open is None:
-            self._open = _Batch()
-        batch = self._open
-        position = len(batch.items)
-        batch.items.append((message.record, message.replace))
-        async with self._commit_lock:
-            if not batch.done.is_set():
-                # First member to get the lock commits everyone who joined so far.
-                if self._open is batch:
-                    self._open = None
-                try:
-                    batch.outcomes = await run_blocking(
-                        self._limiters, "catalog", write_batch, self._db(), batch.items
-                    )
-                except Exception as exc:
-                    batch.error = exc
-                finally:
-                    batch.done.set()
-        if batch.error is not None:
-            raise batch.error
-        outcome = batch.outcomes[position]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return InstanceIndexed(
-            existed=outcome.existed, previous_path=outcome.previous_path, written=outcome.written
-        )
 
 
 def _found(uid: str, stored: StoredInstance | None) -> InstanceFound:

@@ -20,6 +20,7 @@ from xvactor.dicom.qr_bridge import BridgedQueryServices, MoveRouter
 from xvactor.dicom.retrieve import prepare_for_peer
 from xvactor.dicom.server import InboundServer
 from xvactor.runtime import Actor, ActorRef, Limiters, LoopBridge, Message, run_blocking
+from xvactor.storage.filing import Filing
 
 __all__ = ["GetAddresses", "ListenerActor", "ListenerAddresses", "ListenerInbox", "addresses"]
 
@@ -38,7 +39,7 @@ ListenerInbox = GetAddresses
 
 
 class ListenerActor(Actor[ListenerInbox]):
-    """Runs the DICOM listeners; their handlers talk to the storage actor."""
+    """Runs the DICOM listeners; received instances are filed on their association's thread."""
 
     def __init__(
         self,
@@ -46,6 +47,7 @@ class ListenerActor(Actor[ListenerInbox]):
         storage: ActorRef[StorageInbox],
         limiters: Limiters,
         *,
+        filing: Filing,
         spool_dir: Path,
         sockets: Sequence[socket.socket] = (),
         resolver: ActorRef[ResolverInbox] | None = None,
@@ -53,6 +55,7 @@ class ListenerActor(Actor[ListenerInbox]):
     ) -> None:
         self._config = config
         self._storage = storage
+        self._filing = filing
         self._resolver = resolver
         self._router = router
         self._limiters = limiters
@@ -76,6 +79,7 @@ class ListenerActor(Actor[ListenerInbox]):
             self._config,
             bridge,
             self._storage,
+            filing=self._filing,
             spool_dir=self._spool_dir,
             sockets=self._sockets,
             query_services=services,

@@ -1,10 +1,17 @@
 """The inbound boundary: pynetdicom's AE, its servers, and thin event handlers.
 
-pynetdicom runs each association on its own thread.  Handlers here only translate: a
-C-STORE becomes a ``StoreInstance`` message, the handler waits on the storage actor's
-bounded mailbox through the loop bridge (a full mailbox blocks this thread, which stops
-reading the socket, which slows the peer through TCP), and whatever comes back, value or
-exception, becomes a status through ``status_for``.
+pynetdicom runs each association on its own thread.  Handlers here only translate, and
+whatever comes back, value or exception, becomes a status through ``status_for``:
+
+* a C-STORE whose dataset was spooled as received is filed by ``Filing.store`` right on
+  the association's thread, which the peer keeps waiting for this answer anyway (PS3.7
+  D.3.3.3).  A hop through the event loop and back costs two thread wake-ups, about
+  0.4 ms measured in place on this 2-core VM: a fifth of a small instance's whole budget.
+  The catalog writer's queue is bounded, so a saturated catalog blocks this thread, which
+  stops reading the socket, which slows the peer through TCP;
+* a C-STORE to be de-identified (kept in memory) becomes a ``DeidentifyAndStore``
+  message, and the handler waits on the storage actor's bounded mailbox through the loop
+  bridge (a full mailbox blocks this thread the same way).
 """
 
 from __future__ import annotations
@@ -26,12 +33,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import ThreadedAssociationServer
 
-from xvactor.actors.storage import (
-    DeidentifyAndStore,
-    InstanceStored,
-    StorageInbox,
-    StoreInstance,
-)
+from xvactor.actors.storage import DeidentifyAndStore, InstanceStored, StorageInbox
 from xvactor.config import NodeConfig, Reactor
 from xvactor.dicom import access, qr_scp, reactor, spool, tls
 from xvactor.dicom.audit import AssociationRecord
@@ -47,6 +49,7 @@ from xvactor.dicom.slots import AssociationSlots
 from xvactor.dicom.spool import SpooledStore
 from xvactor.dicom.status import CannotUnderstand, OutOfResources, StatusReply, status_for
 from xvactor.runtime import ActorRef, LoopBridge
+from xvactor.storage.filing import Filing, Received
 
 __all__ = ["SLOTS_DIR", "InboundServer", "build_ae", "set_nodelay"]
 
@@ -97,6 +100,7 @@ class InboundServer:
         bridge: LoopBridge,
         storage: ActorRef[StorageInbox],
         *,
+        filing: Filing,
         spool_dir: Path,
         sockets: Sequence[socket.socket] = (),
         query_services: qr_scp.QueryServices | None = None,
@@ -105,6 +109,7 @@ class InboundServer:
         self._query_services = query_services
         self._bridge = bridge
         self._storage = storage
+        self._filing = filing
         self._sockets = tuple(sockets)
         self._ae = build_ae(config)
         self._spool = spool.SpoolSettings(
@@ -383,14 +388,19 @@ class InboundServer:
             return self._ask(message)
         if request.path is None:
             return status_for(CannotUnderstand("C-STORE-RQ without a dataset"))
-        message = StoreInstance(
-            source=str(request.path),
+        received = Received(
+            source=request.path,
             affected_sop_class_uid=request.sop_class_uid,
             affected_sop_instance_uid=request.sop_instance_uid,
             transfer_syntax_uid=request.transfer_syntax_uid,
             calling_ae_title=str(assoc.requestor.ae_title),
         )
-        return self._ask(message)
+        try:
+            self._filing.store(received)
+        except Exception as exc:
+            LOGGER.debug("C-STORE failed", exc_info=True)
+            return status_for(exc)
+        return status_for(None)
 
     def _ask(self, message: StorageInbox) -> StatusReply:
         try:

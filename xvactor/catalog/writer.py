@@ -1,0 +1,217 @@
+"""The catalog's writer thread: index requests from any thread, committed in groups.
+
+One thread owns the catalog connection.  Callers on any thread (a receiving association's
+own thread, or a worker thread of the catalog actor) queue an index request and block on
+its ticket; the writer takes every request queued so far into ONE transaction (group
+commit) and answers each from that commit, so concurrent C-STOREs share one fsync and a
+reply never precedes the commit that holds its row.  While a commit runs, new requests
+gather in the queue and form the next group.
+
+Why a thread and not the event loop: handing a request to the loop and back costs two
+thread wake-ups (about 0.4 ms measured in place on the 2-core VM this runs on, more than
+the commit itself), paid by every C-STORE.  A receiving thread queues straight to the writer
+and waits on a ``threading.Event``: one wake-up each way.
+
+The queue is bounded (``capacity``): when it is full, callers block, which stops their
+association reading its socket, which slows the peer through TCP.  Every wait has a
+deadline; a request whose commit does not finish in time raises ``OutOfResources`` (the
+commit may still land later: callers keep the file, so a row never lacks its file).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar, cast
+
+from xvactor.catalog.sqlite import IndexOutcome, open_catalog, write_batch
+from xvactor.dicom.records import InstanceRecord
+from xvactor.dicom.status import OutOfResources
+
+__all__ = ["CatalogWriter", "CommitPending"]
+
+LOGGER = logging.getLogger("xvactor.catalog")
+
+T = TypeVar("T")
+
+
+class CommitPending(OutOfResources):
+    """The request was queued but its commit did not finish in time; it may still land."""
+
+
+@dataclass
+class _Ticket(Generic[T]):
+    """One queued job and, once done, its outcome."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    value: T | None = None
+    error: BaseException | None = None
+
+    def settle(self, value: T | None, error: BaseException | None) -> None:
+        self.value, self.error = value, error
+        self.done.set()
+
+    def wait(self, timeout: float, what: str) -> T:
+        if not self.done.wait(timeout):
+            raise CommitPending(f"Catalog busy: {what} not done in {timeout:g} s, retry")
+        if self.error is not None:
+            raise self.error
+        return cast(T, self.value)
+
+
+@dataclass
+class _Index:
+    record: InstanceRecord
+    replace: bool
+    ticket: _Ticket[IndexOutcome]
+
+
+@dataclass
+class _Call:
+    func: Callable[[sqlite3.Connection], Any]
+    ticket: _Ticket[Any]
+
+
+_STOP = object()
+
+
+class CatalogWriter:
+    """Owns the catalog connection on one thread; see the module docstring.
+
+    Parameters
+    ----------
+    path : Path
+        The catalog database file.
+    capacity : int
+        Requests that may wait in the queue; more block their callers.
+    """
+
+    def __init__(self, path: Path, *, capacity: int) -> None:
+        self._path = path
+        self._queue: queue.Queue[_Index | _Call | object] = queue.Queue(maxsize=capacity)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the writer (for tests and diagnostics)."""
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        """Open the catalog on a new writer thread (blocking; raises if it cannot open)."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            opened: _Ticket[sqlite3.Connection] = _Ticket()
+            thread = threading.Thread(
+                target=self._run, args=(opened,), name="xvactor-catalog", daemon=True
+            )
+            thread.start()
+            opened.done.wait()
+            if opened.error is not None:
+                thread.join()
+                raise opened.error
+            self._thread = thread
+
+    def stop(self) -> None:
+        """Finish what is queued, close the connection, end the thread (blocking)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._queue.put(_STOP)
+        thread.join()
+
+    def index(self, record: InstanceRecord, *, replace: bool, timeout: float) -> IndexOutcome:
+        """Index ``record``; returns after the commit that holds it (blocking).
+
+        Raises
+        ------
+        OutOfResources
+            The writer is not running, its queue stayed full, or the commit did not finish
+            within ``timeout`` seconds.
+        sqlite3.DatabaseError
+            The row (or the whole commit) failed.
+        """
+        ticket: _Ticket[IndexOutcome] = _Ticket()
+        self._submit(_Index(record, replace, ticket), timeout)
+        return ticket.wait(timeout, "commit")
+
+    def call(self, func: Callable[[sqlite3.Connection], T], *, timeout: float) -> T:
+        """Run ``func(connection)`` on the writer thread, between commits (blocking)."""
+        ticket: _Ticket[T] = _Ticket()
+        self._submit(_Call(func, ticket), timeout)
+        return ticket.wait(timeout, "catalog request")
+
+    def _submit(self, job: _Index | _Call, timeout: float) -> None:
+        if self._thread is None:
+            raise OutOfResources("Catalog is not running, retry later")
+        try:
+            self._queue.put(job, timeout=timeout)
+        except queue.Full:
+            raise OutOfResources("Catalog saturated, retry later") from None
+
+    # --- the writer thread ---------------------------------------------------------------
+
+    def _run(self, opened: _Ticket[sqlite3.Connection]) -> None:
+        try:
+            conn = open_catalog(self._path)
+        except BaseException as exc:
+            opened.settle(None, exc)
+            return
+        opened.settle(conn, None)
+        try:
+            self._serve(conn)
+        finally:
+            conn.close()
+
+    def _serve(self, conn: sqlite3.Connection) -> None:
+        carried: _Index | _Call | object | None = None
+        while True:
+            job = carried if carried is not None else self._queue.get()
+            carried = None
+            if job is _STOP:
+                return
+            if isinstance(job, _Call):
+                _run_call(conn, job)
+                continue
+            group = [cast(_Index, job)]
+            while True:  # every index request queued so far joins this commit
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if not isinstance(more, _Index):
+                    carried = more
+                    break
+                group.append(more)
+            _commit(conn, group)
+
+
+def _run_call(conn: sqlite3.Connection, job: _Call) -> None:
+    try:
+        value = job.func(conn)
+    except Exception as exc:
+        job.ticket.settle(None, exc)
+    else:
+        job.ticket.settle(value, None)
+
+
+def _commit(conn: sqlite3.Connection, group: list[_Index]) -> None:
+    try:
+        outcomes = write_batch(conn, [(job.record, job.replace) for job in group])
+    except Exception as exc:
+        LOGGER.warning("catalog commit of %d rows failed: %s", len(group), exc)
+        for job in group:
+            job.ticket.settle(None, exc)
+        return
+    for job, outcome in zip(group, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            job.ticket.settle(None, outcome)
+        else:
+            job.ticket.settle(outcome, None)

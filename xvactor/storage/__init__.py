@@ -1,0 +1,1 @@
+"""Filing received instances into the data directory."""
