@@ -5,10 +5,13 @@ from __future__ import annotations
 from io import BytesIO
 
 import pytest
-from pynetdicom.dimse_messages import C_FIND_RSP, C_STORE_RSP
+from pynetdicom.dimse_messages import C_FIND_RSP, C_STORE_RQ, C_STORE_RSP
 from pynetdicom.dimse_primitives import C_FIND, C_STORE
+from pynetdicom.dsutils import encode
 
 from xvactor.dicom.commands import (
+    StoreRequest,
+    decode_c_store_rq,
     encode_c_find_rsp_pending,
     encode_c_store_rsp,
     pdv_command_last,
@@ -69,3 +72,58 @@ def test_pending_c_find_rsp_equals_pynetdicoms(sop_class: str) -> None:
 def test_a_large_identifier_is_fragmented() -> None:
     pdvs = pdvs_dataset(b"x" * 10, 4)
     assert pdvs == [b"\x00xxxx", b"\x00xxxx", b"\x02xx"]
+
+
+def pynetdicom_c_store_rq(
+    *, message_id: int, uid: str, with_dataset: bool, originator: str | None = None
+) -> bytes:
+    """The command set pynetdicom writes for a C-STORE-RQ."""
+    rq = C_STORE()
+    rq.MessageID = message_id
+    rq.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    rq.AffectedSOPInstanceUID = uid
+    rq.Priority = 2
+    if originator is not None:
+        rq.MoveOriginatorApplicationEntityTitle = originator
+        rq.MoveOriginatorMessageID = 3
+    rq.DataSet = BytesIO(b"\x08\x00\x18\x00\x04\x00\x00\x001.2\x00" if with_dataset else b"")
+    message = C_STORE_RQ()
+    message.primitive_to_message(rq)
+    command = message.command_set
+    if not with_dataset:
+        command.CommandDataSetType = 0x0101
+    encoded = encode(command, True, True)
+    assert encoded is not None
+    return encoded
+
+
+@pytest.mark.parametrize("uid", ["1.2.3.4", "1.2.3.45", "1." + "9" * 62], ids=["even", "odd", "64"])
+@pytest.mark.parametrize("with_dataset", [True, False])
+@pytest.mark.parametrize("originator", [None, "MOVESCU"])
+def test_c_store_rq_reads_what_pynetdicom_writes(
+    uid: str, with_dataset: bool, originator: str | None
+) -> None:
+    encoded = pynetdicom_c_store_rq(
+        message_id=65535, uid=uid, with_dataset=with_dataset, originator=originator
+    )
+    request = decode_c_store_rq(encoded)
+    assert request == StoreRequest(
+        message_id=65535,
+        affected_sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+        affected_sop_instance_uid=uid,
+        data_set_present=with_dataset,
+    )
+
+
+def test_other_commands_and_unusual_command_sets_are_left_to_pynetdicom() -> None:
+    good = pynetdicom_c_store_rq(message_id=1, uid="1.2.3", with_dataset=True)
+    assert decode_c_store_rq(good) is not None
+    # A C-STORE-RSP, a truncated set, a wrong group, a non-ASCII UID, a missing UID.
+    rsp = encode_c_store_rsp(message_id=1, sop_class_uid="1.2", sop_instance_uid="1.3", status=0)
+    assert decode_c_store_rq(rsp) is None
+    assert decode_c_store_rq(good[:-3]) is None
+    assert decode_c_store_rq(b"\x08\x00" + good[2:]) is None
+    assert decode_c_store_rq(good.replace(b"1.2.3", b"1.\xe9.3")) is None
+    no_instance = pynetdicom_c_store_rq(message_id=1, uid="", with_dataset=True)
+    assert decode_c_store_rq(no_instance) is None
+    assert decode_c_store_rq(b"") is None

@@ -1,25 +1,31 @@
-"""DIMSE command sets encoded by hand, for the messages on the receive hot path.
+"""DIMSE command sets encoded and decoded by hand, for the messages on the receive hot path.
 
 A command set is always Implicit VR Little Endian (PS3.7 Section 6.3.1): each element is
 tag (group, element), a 4-byte length and the value, preceded by the Command Group Length
-(0000,0000).  pynetdicom builds these through pydicom datasets, which costs more than the
-rest of answering a C-STORE; the encoding here is checked against pynetdicom's in tests.
+(0000,0000).  pynetdicom builds and reads these through pydicom datasets, which costs more
+than the rest of answering a C-STORE; the encoding and decoding here are checked against
+pynetdicom's in tests.
 """
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 __all__ = [
     "C_FIND_RSP",
+    "C_STORE_RQ",
     "C_STORE_RSP",
     "NO_DATASET",
+    "StoreRequest",
+    "decode_c_store_rq",
     "encode_c_find_rsp_pending",
     "encode_c_store_rsp",
     "pdv_command_last",
     "pdvs_dataset",
 ]
 
+C_STORE_RQ = 0x0001
 C_STORE_RSP = 0x8001
 C_FIND_RSP = 0x8020
 NO_DATASET = 0x0101
@@ -99,3 +105,53 @@ def pdvs_dataset(data: bytes, max_fragment: int) -> list[bytes]:
         return [_DATA_LAST_FRAGMENT + data]
     chunks = [data[i : i + max_fragment] for i in range(0, len(data), max_fragment)]
     return [_DATA_FRAGMENT + chunk for chunk in chunks[:-1]] + [_DATA_LAST_FRAGMENT + chunks[-1]]
+
+
+@dataclass(frozen=True)
+class StoreRequest:
+    """The fields of a C-STORE-RQ command set the receive path needs (PS3.7 Table 9.3-1)."""
+
+    message_id: int
+    affected_sop_class_uid: str
+    affected_sop_instance_uid: str
+    data_set_present: bool
+
+
+_US_TAGS = {0x0100, 0x0110, 0x0700, 0x0800}  # Command Field, Message ID, Priority, Data Set Type
+_UID_TAGS = {0x0002, 0x1000}  # Affected SOP Class UID, Affected SOP Instance UID
+
+
+def decode_c_store_rq(command_set: bytes) -> StoreRequest | None:
+    """Read a C-STORE-RQ command set; ``None`` for any other command or anything unusual.
+
+    ``None`` sends the message down pynetdicom's own decoding, which handles every other
+    command and reports malformed ones its own way.  Only group 0000 elements with the
+    value lengths PS3.7 gives them are accepted here.
+    """
+    values: dict[int, bytes] = {}
+    offset, end = 0, len(command_set)
+    view = memoryview(command_set)
+    while offset < end:
+        if end - offset < 8:
+            return None
+        group, element, length = struct.unpack_from("<HHI", command_set, offset)
+        offset += 8
+        if group != 0x0000 or length > end - offset:
+            return None
+        values[element] = bytes(view[offset : offset + length])
+        offset += length
+    try:
+        shorts = {tag: struct.unpack("<H", values[tag])[0] for tag in _US_TAGS if tag in values}
+        uids = {tag: values[tag].decode("ascii").rstrip("\x00 ") for tag in _UID_TAGS}
+    except (KeyError, struct.error, UnicodeDecodeError):
+        return None
+    if shorts.get(0x0100) != C_STORE_RQ or 0x0110 not in shorts or 0x0800 not in shorts:
+        return None
+    if not all(uids.values()):
+        return None
+    return StoreRequest(
+        message_id=shorts[0x0110],
+        affected_sop_class_uid=uids[0x0002],
+        affected_sop_instance_uid=uids[0x1000],
+        data_set_present=shorts[0x0800] != NO_DATASET,
+    )

@@ -12,7 +12,14 @@ and ``recv`` with equivalents that block until something happens:
   ``kill_dul`` and ``stop_dul`` write to;
 * the association reactor waits on an event set whenever a DIMSE message is completed,
   an ACSE primitive is queued for it, or the DUL stops;
-* ``recv`` reads straight into one buffer of the PDU's size.
+* ``recv`` reads straight into one buffer of the PDU's size;
+* once the association is established (Sta6, plain TCP), a P-DATA-TF PDU is read and split
+  into its presentation data values here (PS3.8 9.3.5) and handed to DIMSE as the P-DATA
+  indication that pynetdicom's action DT-2 would deliver: without building pynetdicom's PDU
+  and item objects, without the state machine's event queue, and without copying the
+  values (they are views of the one receive buffer).  Every other PDU, and every PDU in
+  another state, takes pynetdicom's own path.  The notification events EVT_PDU_RECV and
+  EVT_DATA_RECV are not triggered for these PDUs (nothing here binds them).
 
 Both loops keep the stock loop bodies (same checks, same order, same state machine), so
 behaviour is pynetdicom's; only the waiting differs.  Timers (ARTIM, network idle) are
@@ -28,15 +35,18 @@ import logging
 import os
 import queue
 import select
+import socket
 import ssl
+import struct
 import threading
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AssociationSocket
 
 __all__ = ["install", "on_finished"]
@@ -154,7 +164,7 @@ def _dul_reactor(dul: DULServiceProvider, wakeup: _Wakeup, signal: threading.Eve
             try:
                 if dul._process_recv_primitive():
                     pass
-                elif dul._is_transport_event():
+                elif _transport_event(dul):
                     dul._idle_timer.restart()
             except Exception:
                 LOGGER.exception("exception in the DUL reactor, aborting association")
@@ -168,6 +178,65 @@ def _dul_reactor(dul: DULServiceProvider, wakeup: _Wakeup, signal: threading.Eve
             dul.state_machine.do_action(event)
     finally:
         signal.set()
+
+
+_P_DATA_TF = 0x04
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+
+
+def _transport_event(dul: DULServiceProvider) -> bool:
+    """``DULServiceProvider._is_transport_event`` with P-DATA-TF read here in Sta6."""
+    transport = dul.socket
+    raw = transport.socket if transport is not None and transport._is_connected else None
+    if raw is None or isinstance(raw, ssl.SSLSocket) or dul.state_machine.current_state != "Sta6":
+        return dul._is_transport_event()
+    try:
+        head = raw.recv(6, _PEEK)
+    except (BlockingIOError, InterruptedError):
+        return False  # nothing to read
+    except OSError:
+        return dul._is_transport_event()  # reports the broken connection its own way
+    if len(head) < 6 or head[0] != _P_DATA_TF:
+        return dul._is_transport_event()  # another PDU, a partial header, or EOF
+    length: int = struct.unpack(">L", head[2:6])[0]
+    try:
+        pdu = _recv(cast(AssociationSocket, transport), 6 + length)
+    except OSError:  # TimeoutError included
+        pdu = bytearray()
+    if len(pdu) != 6 + length:
+        LOGGER.error("Connection closed before the entire PDU was received")
+        dul.event_queue.put("Evt17")  # as pynetdicom's READ_PDU_EXC_D/E
+        return True
+    values = _presentation_data_values(pdu)
+    if values is None:
+        LOGGER.error("Unable to decode the received P-DATA-TF PDU")
+        dul.event_queue.put("Evt19")  # invalid PDU: A-ABORT, as pynetdicom's READ_PDU_EXC_F
+        return True
+    indication = P_DATA()
+    indication._presentation_data_value_list = values  # type: ignore[assignment]
+    dul.assoc.dimse.receive_primitive(indication)  # what DT-2 does (Sta6 + Evt10)
+    return True
+
+
+def _presentation_data_values(pdu: bytearray) -> list[tuple[int, memoryview]] | None:
+    """Split a P-DATA-TF PDU into ``(context ID, control header + fragment)`` views.
+
+    PS3.8 9.3.5: each item is a 4-byte Item-length, a 1-byte Presentation-context-ID and
+    the Presentation-data-value (the message control header byte, then the fragment).
+    ``None`` when the items do not add up to the PDU.
+    """
+    view = memoryview(pdu)
+    values: list[tuple[int, memoryview]] = []
+    offset, end = 6, len(pdu)
+    while offset < end:
+        if end - offset < 6:
+            return None
+        item_length: int = struct.unpack_from(">L", pdu, offset)[0]
+        if item_length < 2 or offset + 4 + item_length > end:
+            return None
+        values.append((pdu[offset + 4], view[offset + 5 : offset + 4 + item_length]))
+        offset += 4 + item_length
+    return values if values else None
 
 
 def _abort_hard(dul: DULServiceProvider) -> None:

@@ -29,7 +29,6 @@ from typing import Any, cast
 from pydicom.dataset import Dataset
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
-from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -294,21 +293,13 @@ class InboundServer:
         return 0x0000
 
     def _on_c_store(self, event: evt.Event) -> Dataset:
-        """pynetdicom's Storage SCP path (only a C-STORE-RQ without a dataset gets here)."""
-        request = cast(C_STORE, event.request)
-        path = getattr(request, "_dataset_path", None)
-        reply = self._store(
-            event.assoc,
-            SpooledStore(
-                context_id=int(event.context.context_id),
-                message_id=int(request.MessageID or 0),
-                sop_class_uid=str(request.AffectedSOPClassUID),
-                sop_instance_uid=str(request.AffectedSOPInstanceUID),
-                transfer_syntax_uid=str(event.context.transfer_syntax),
-                path=Path(path) if path else None,
-                error=getattr(request, spool.SPOOL_ERROR, None),
-            ),
-        )
+        """pynetdicom's Storage SCP path: a C-STORE-RQ ``decode_c_store_rq`` did not take.
+
+        Its command set is unusual (a UID missing or not ASCII, say), so it is refused
+        rather than stored under UIDs the node could not read.
+        """
+        self._log_for(event.assoc).count_store(False)
+        reply = status_for(CannotUnderstand("C-STORE-RQ command set not understood"))
         return _status_dataset(reply)
 
     def _on_spooled_store(self, assoc: Association, request: SpooledStore) -> None:

@@ -9,19 +9,22 @@ are written once, never held in memory whole, and the file is already what the n
 
 ``install(assoc, spool)`` replaces ``assoc.dimse.receive_primitive`` with a version that
 mirrors pynetdicom 3.0's ``DIMSEMessage.decode_msg`` (PS3.7 Section 9.3, PS3.8 Annex E),
-differing only in where a C-STORE-RQ's data fragments go.  pynetdicom's Storage SCP then
-hands the path to the C-STORE handler and unlinks that name afterwards, so the handler must
-have linked the file into place (or the instance is discarded with the spool name).
+differing in what happens to a C-STORE-RQ:
+
+* its command set is read by ``commands.decode_c_store_rq`` instead of through a pydicom
+  dataset (every other command, and a C-STORE-RQ that function does not take, is decoded
+  by pynetdicom as before and served by pynetdicom's association thread);
+* its data fragments go straight into the spool file;
+* once complete, it does not go through pynetdicom's association thread and Storage SCP
+  at all: the DUL thread hands a ``SpooledStore`` to ``SpoolSettings.on_store``, which
+  stores it and sends the C-STORE-RSP itself.  The peer is waiting for that response (no
+  asynchronous operations are negotiated, PS3.7 Annex D.3.3.3), so nothing else is pending
+  on the association meanwhile.  The caller unlinks the spool name afterwards, so
+  ``on_store`` must have linked the file into place (or it is discarded).
 
 A write error (disk full) does not abort the association: the rest of the dataset is read
-and dropped, and the request reaches the handler carrying the error, which answers with a
+and dropped, and the request reaches ``on_store`` carrying the error, which answers with a
 status (PS3.4 B.2.3: 0xA7xx Out of Resources).
-
-With ``SpoolSettings.on_store`` set, a completed C-STORE-RQ does not go through
-pynetdicom's association thread and Storage SCP at all: the DUL thread hands a
-``SpooledStore`` to ``on_store``, which stores it and sends the C-STORE-RSP itself.  The
-peer is waiting for that response (no asynchronous operations are negotiated, PS3.7
-Annex D.3.3.3), so nothing else is pending on the association meanwhile.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from pynetdicom.dimse_primitives import C_CANCEL, N_EVENT_REPORT
 from pynetdicom.dsutils import decode
 from pynetdicom.pdu_primitives import P_DATA
 
+from xvactor.dicom.commands import StoreRequest, decode_c_store_rq
 from xvactor.dicom.part10 import FileMeta, encode_file_meta
 
 __all__ = ["SPOOL_ERROR", "SpoolSettings", "SpooledStore", "install"]
@@ -50,6 +54,10 @@ LOGGER = logging.getLogger("xvactor.spool")
 
 SPOOL_ERROR = "_xv_spool_error"
 """Attribute of a C-STORE request primitive holding the OSError that stopped its spooling."""
+
+_STORE_REQUEST = "_xv_store_request"
+"""Attribute of a C-STORE-RQ message read by ``decode_c_store_rq`` (answered by
+``on_store``); such a message has no pydicom command dataset."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,8 @@ class SpoolSettings:
     directory: Path
     implementation_class_uid: str
     implementation_version_name: str
-    on_store: Callable[[Association, SpooledStore], None] | None = None
+    on_store: Callable[[Association, SpooledStore], None]
+    """Stores a completed C-STORE-RQ and sends its C-STORE-RSP (on the DUL thread)."""
     in_memory: Callable[[Association], bool] = lambda _assoc: False
     """Whether this association's datasets must not touch the disk as received (they are
     to be de-identified first): they are then kept in memory, in ``SpooledStore.data``."""
@@ -91,13 +100,14 @@ def _create(path: Path) -> BinaryIO:
     return path.open("xb")
 
 
-def _open_spool(message: DIMSEMessage, assoc: Association, settings: SpoolSettings) -> None:
+def _open_spool(
+    message: DIMSEMessage, assoc: Association, settings: SpoolSettings, request: StoreRequest
+) -> None:
     """Create the spool file for a C-STORE-RQ whose command set just completed."""
-    command = message.command_set
     context = assoc._accepted_cx[cast(int, message.context_id)]
     meta = FileMeta(
-        sop_class_uid=str(command.AffectedSOPClassUID),
-        sop_instance_uid=str(command.AffectedSOPInstanceUID),
+        sop_class_uid=request.affected_sop_class_uid,
+        sop_instance_uid=request.affected_sop_instance_uid,
         transfer_syntax_uid=str(context.transfer_syntax[0]),
         implementation_class_uid=settings.implementation_class_uid,
         implementation_version_name=settings.implementation_version_name,
@@ -140,12 +150,18 @@ def _decode(
             message.encoded_command_set.write(data[1:])
             if control_header & 2:  # last command fragment
                 message.context_id = context_id
+                request = decode_c_store_rq(message.encoded_command_set.getvalue())
+                if request is not None:  # our C-STORE path: no pydicom command dataset
+                    message.__class__ = C_STORE_RQ
+                    setattr(message, _STORE_REQUEST, request)
+                    if not request.data_set_present:
+                        return True
+                    _open_spool(message, assoc, settings, request)
+                    continue
                 message.command_set = decode(message.encoded_command_set, True, True)
                 message.__class__ = _MESSAGE_TYPES[cast(int, message.command_set.CommandField)][1]
                 if message.command_set.CommandDataSetType == 0x0101:
                     return True
-                if isinstance(message, C_STORE_RQ):
-                    _open_spool(message, assoc, settings)
             continue
         # data fragment
         spool = cast("BinaryIO | None", message._data_set_file)
@@ -163,8 +179,7 @@ def _decode(
     return False
 
 
-def _spooled(message: DIMSEMessage, assoc: Association) -> SpooledStore:
-    command = message.command_set
+def _spooled(message: DIMSEMessage, assoc: Association, request: StoreRequest) -> SpooledStore:
     context_id = cast(int, message.context_id)
     spool = cast("BinaryIO | None", message._data_set_file)
     data = spool.getvalue() if isinstance(spool, _MemorySpool) else None
@@ -172,9 +187,9 @@ def _spooled(message: DIMSEMessage, assoc: Association) -> SpooledStore:
         spool.close()
     return SpooledStore(
         context_id=context_id,
-        message_id=int(command.MessageID),
-        sop_class_uid=str(command.AffectedSOPClassUID),
-        sop_instance_uid=str(command.AffectedSOPInstanceUID),
+        message_id=request.message_id,
+        sop_class_uid=request.affected_sop_class_uid,
+        sop_instance_uid=request.affected_sop_instance_uid,
         transfer_syntax_uid=str(assoc._accepted_cx[context_id].transfer_syntax[0]),
         path=cast("Path | None", message._data_set_path),
         error=getattr(message, SPOOL_ERROR, None),
@@ -190,11 +205,14 @@ def _receive_primitive(assoc: Association, settings: SpoolSettings, primitive: P
     message = dimse.message
     if not _decode(message, primitive, assoc, settings):
         return
-    evt.trigger(assoc, evt.EVT_DIMSE_RECV, {"message": message})
-    if settings.on_store is not None and isinstance(message, C_STORE_RQ):
+    store: StoreRequest | None = getattr(message, _STORE_REQUEST, None)
+    if store is not None:
+        # Not through EVT_DIMSE_RECV: its handlers read the pydicom command dataset, which
+        # this path never builds.
         dimse.message = None
-        settings.on_store(assoc, _spooled(message, assoc))
+        settings.on_store(assoc, _spooled(message, assoc, store))
         return
+    evt.trigger(assoc, evt.EVT_DIMSE_RECV, {"message": message})
     context_id = cast(int, message.context_id)
     try:
         request: Any = message.message_to_primitive()
