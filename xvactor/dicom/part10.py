@@ -98,7 +98,7 @@ def dataset_offset(fp: BinaryIO) -> int:
     return 144 + group_length
 
 
-def fsync_directory(path: Path) -> None:
+def fsync_directory(path: Path | str) -> None:
     """Make a rename or link inside ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -128,17 +128,22 @@ def read_header(path: Path, offset: int, transfer_syntax_uid: str) -> HeaderRead
     ValueError
         (or another pydicom error) when the bytes are not a dataset in that syntax.
     """
-    syntax = UID(transfer_syntax_uid)
     with path.open("rb") as fp:
-        fp.seek(offset)
-        dataset = read_dataset(
-            fp,
-            syntax.is_implicit_VR,
-            syntax.is_little_endian,
-            stop_when=_at_bulk,
-        )
-        end = fp.tell()
-        fp.seek(offset)
-        raw = fp.read(end - offset)
+        return read_header_from(fp, offset, transfer_syntax_uid)
+
+
+def read_header_from(fp: BinaryIO, offset: int, transfer_syntax_uid: str) -> HeaderRead:
+    """:func:`read_header` from an open file (its position is left after the header)."""
+    syntax = UID(transfer_syntax_uid)
+    fp.seek(offset)
+    dataset = read_dataset(
+        fp,
+        syntax.is_implicit_VR,
+        syntax.is_little_endian,
+        stop_when=_at_bulk,
+    )
+    end = fp.tell()
+    fp.seek(offset)
+    raw = fp.read(end - offset)
     dataset.set_original_encoding(syntax.is_implicit_VR, syntax.is_little_endian)
     return HeaderRead(dataset=dataset, raw=raw)

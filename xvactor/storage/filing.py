@@ -33,7 +33,7 @@ import msgspec
 
 from xvactor.catalog.writer import CatalogWriter, CommitPending
 from xvactor.config import DuplicatePolicy
-from xvactor.dicom.part10 import dataset_offset, fsync_directory, read_header
+from xvactor.dicom.part10 import dataset_offset, fsync_directory, read_header_from
 from xvactor.dicom.records import InstanceRecord, record_from_header
 from xvactor.dicom.status import CannotUnderstand, DuplicateInstance, OutOfResources
 
@@ -52,6 +52,9 @@ __all__ = [
 SPOOL_DIR = ".spool"
 SECRET_FILE = ".deidentification-secret"  # noqa: S105 - a file name, not a secret
 STUDIES_DIR = "studies"
+
+_DIRECTORY_CACHE = 4096
+"""Series directories remembered as existing (the cache is cleared when full)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ class Filing:
     def __init__(self, settings: StorageSettings, catalog: CatalogWriter) -> None:
         self._settings = settings
         self._catalog = catalog
+        self._root = os.fspath(settings.data_dir)
+        self._directories: set[str] = set()
+        """Series directories known to exist (set operations are atomic under the GIL)."""
 
     @property
     def settings(self) -> StorageSettings:
@@ -165,17 +171,17 @@ class Filing:
         if settings.min_free_bytes and _free_bytes(settings.data_dir) < settings.min_free_bytes:
             raise OutOfResources("Free disk space below the configured floor")
         source = received.source
-        with source.open("rb") as fp:
+        with open(source, "rb") as fp:
             try:
                 offset = dataset_offset(fp)
             except ValueError as exc:
                 raise CannotUnderstand(f"Spooled dataset unreadable: {exc}") from exc
+            try:
+                header = read_header_from(fp, offset, received.transfer_syntax_uid)
+            except Exception as exc:
+                raise CannotUnderstand(f"Cannot parse dataset: {exc}") from exc
             os.fsync(fp.fileno())
             size = os.fstat(fp.fileno()).st_size
-        try:
-            header = read_header(source, offset, received.transfer_syntax_uid)
-        except Exception as exc:
-            raise CannotUnderstand(f"Cannot parse dataset: {exc}") from exc
         record = record_from_header(
             header.dataset,
             affected_sop_class_uid=received.affected_sop_class_uid,
@@ -188,31 +194,42 @@ class Filing:
             received_at=time.time(),
             header=header.raw,
         )
-        relative = (
-            Path(STUDIES_DIR)
-            / record.study_instance_uid
-            / record.series_instance_uid
-            / f"{record.sop_instance_uid}.dcm"
-        )
-        linked = self._link(source, settings.data_dir / relative)
-        return _Linked(record=msgspec.structs.replace(record, path=str(relative)), linked=linked)
+        series = f"{STUDIES_DIR}/{record.study_instance_uid}/{record.series_instance_uid}"
+        relative = f"{series}/{record.sop_instance_uid}.dcm"
+        linked = self._link(os.fspath(source), series, relative)
+        return _Linked(record=msgspec.structs.replace(record, path=relative), linked=linked)
 
-    def _link(self, spool: Path, final: Path) -> bool:
-        """Put ``spool`` at ``final``; ``False`` if a copy is there and must be kept.
+    def _link(self, spool: str, series: str, relative: str) -> bool:
+        """Put ``spool`` at ``relative``; ``False`` if a copy is there and must be kept.
 
         The spool name is removed by the receive path once the C-STORE has been answered.
         """
-        created = _make_dirs(final.parent, self._settings.data_dir)
+        root = self._root
+        directory = f"{root}/{series}"
+        final = f"{root}/{relative}"
+        if directory not in self._directories:
+            self._make_series_directory(series)
         try:
             os.link(spool, final)
         except FileExistsError:
             if self._settings.duplicate_policy is not DuplicatePolicy.OVERWRITE:
                 return False
             os.replace(spool, final)
-        fsync_directory(final.parent)
-        for directory in created:
-            fsync_directory(directory.parent)
+        except FileNotFoundError:  # the directory went away under us: make it again
+            self._directories.discard(directory)
+            self._make_series_directory(series)
+            os.link(spool, final)
+        fsync_directory(directory)
         return True
+
+    def _make_series_directory(self, series: str) -> None:
+        """``mkdir -p`` the series directory, each new entry made durable in its parent."""
+        root = Path(self._root)
+        for directory in _make_dirs(root / series, root):
+            fsync_directory(directory.parent)
+        if len(self._directories) >= _DIRECTORY_CACHE:
+            self._directories.clear()
+        self._directories.add(f"{self._root}/{series}")
 
     def _unlink(self, relative: str) -> None:
         path = self._settings.data_dir / relative
