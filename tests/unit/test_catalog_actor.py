@@ -42,12 +42,12 @@ async def test_concurrent_index_requests_share_commits(
     first_commit_entered = threading.Event()
     release_first_commit = threading.Event()
 
-    def recording_write_batch(conn, batch):  # type: ignore[no-untyped-def]
+    def recording_write_batch(conn, batch, **hooks):  # type: ignore[no-untyped-def]
         batches.append(len(batch))
         if len(batches) == 1:
             first_commit_entered.set()
             release_first_commit.wait(timeout=10)
-        return write_batch(conn, batch)
+        return write_batch(conn, batch, **hooks)
 
     monkeypatch.setattr(writer_module, "write_batch", recording_write_batch)
     limiters = Limiters({"catalog": 32})

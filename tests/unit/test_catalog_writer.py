@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
@@ -42,13 +43,13 @@ class Gate:
         self.release = threading.Event()
 
     def write_batch(
-        self, conn: sqlite3.Connection, batch: list[tuple[InstanceRecord, bool]]
+        self, conn: sqlite3.Connection, batch: list[tuple[InstanceRecord, bool]], **hooks: Any
     ) -> list[IndexOutcome | Exception]:
         self.groups.append(len(batch))
         if len(self.groups) == 1:
             self.entered.set()
             assert self.release.wait(timeout=10)
-        return write_batch(conn, batch)
+        return write_batch(conn, batch, **hooks)
 
 
 def started(tmp_path: Path, capacity: int = 64) -> CatalogWriter:

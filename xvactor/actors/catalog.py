@@ -90,8 +90,8 @@ CatalogInbox = IndexInstance | FindInstance | CountInstances
 
 
 def catalog_writer(data_dir: Path, *, capacity: int) -> CatalogWriter:
-    """The writer for the catalog under ``data_dir`` (not started)."""
-    return CatalogWriter(data_dir / CATALOG_FILE, capacity=capacity)
+    """The writer for the catalog under ``data_dir``, filing instances there (not started)."""
+    return CatalogWriter(data_dir / CATALOG_FILE, capacity=capacity, files=data_dir)
 
 
 class CatalogActor(Actor[CatalogInbox]):

@@ -11,7 +11,9 @@ Every function here blocks; the catalog actor runs them on one worker thread at 
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,13 +168,20 @@ def open_catalog(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _write_one(conn: sqlite3.Connection, record: InstanceRecord, replace: bool) -> IndexOutcome:
+def _write_one(
+    conn: sqlite3.Connection,
+    record: InstanceRecord,
+    replace: bool,
+    place: Callable[[str | None], None] | None,
+) -> IndexOutcome:
     row = conn.execute(
         "SELECT path FROM instances WHERE sop_instance_uid = ?", (record.sop_instance_uid,)
     ).fetchone()
     previous = None if row is None else str(row[0])
     if previous is not None and not replace:
         return IndexOutcome(existed=True, previous_path=previous, written=False)
+    if place is not None:
+        place(previous)
     r = record
     conn.execute(
         _UPSERT_PATIENT, (r.patient_id, r.patient_name, r.patient_birth_date, r.patient_sex)
@@ -197,25 +206,35 @@ def _write_one(conn: sqlite3.Connection, record: InstanceRecord, replace: bool) 
 
 
 def write_batch(
-    conn: sqlite3.Connection, batch: list[tuple[InstanceRecord, bool]]
+    conn: sqlite3.Connection,
+    batch: list[tuple[InstanceRecord, bool]],
+    *,
+    place: Callable[[int, str | None], None] | None = None,
+    before_commit: Callable[[list[IndexOutcome | Exception]], None] | None = None,
 ) -> list[IndexOutcome | Exception]:
     """Index records in ONE transaction (the group commit); one outcome per record.
 
     ``batch`` holds ``(record, replace)`` pairs; ``replace`` is the overwrite policy.  A
-    record that fails (a constraint) is rolled back alone through its savepoint; the others
-    commit.  If the commit itself fails, the exception propagates and nothing is written.
+    record that fails (a constraint, or ``place`` raising ``OSError``) is rolled back alone
+    through its savepoint; the others commit.  ``place(position, previous_path)`` runs for
+    each record whose row is about to be written, inside the transaction;
+    ``before_commit(outcomes)`` runs once before COMMIT.  If either of the last two, or the commit
+    itself, fails, the exception propagates and nothing is written.
     """
     outcomes: list[IndexOutcome | Exception] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for record, replace in batch:
+        for position, (record, replace) in enumerate(batch):
             conn.execute("SAVEPOINT one")
+            placing = None if place is None else functools.partial(place, position)
             try:
-                outcomes.append(_write_one(conn, record, replace))
-            except sqlite3.DatabaseError as exc:
+                outcomes.append(_write_one(conn, record, replace, placing))
+            except (sqlite3.DatabaseError, OSError) as exc:
                 conn.execute("ROLLBACK TO one")
                 outcomes.append(exc)
             conn.execute("RELEASE one")
+        if before_commit is not None:
+            before_commit(outcomes)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

@@ -21,6 +21,7 @@ commit may still land later: callers keep the file, so a row never lacks its fil
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -32,6 +33,7 @@ from typing import Any, Generic, TypeVar, cast
 from xvactor.catalog.sqlite import IndexOutcome, open_catalog, write_batch
 from xvactor.dicom.records import InstanceRecord
 from xvactor.dicom.status import OutOfResources
+from xvactor.storage.placement import Placement
 
 __all__ = ["CatalogWriter", "CommitPending"]
 
@@ -69,6 +71,8 @@ class _Index:
     record: InstanceRecord
     replace: bool
     ticket: _Ticket[IndexOutcome]
+    spool: str | None = None
+    """A spooled file to place at ``record.path`` in the same commit."""
 
 
 @dataclass
@@ -89,10 +93,13 @@ class CatalogWriter:
         The catalog database file.
     capacity : int
         Requests that may wait in the queue; more block their callers.
+    files : Path, optional
+        The data directory that instance paths are relative to (needed by :meth:`file`).
     """
 
-    def __init__(self, path: Path, *, capacity: int) -> None:
+    def __init__(self, path: Path, *, capacity: int, files: Path | None = None) -> None:
         self._path = path
+        self._placement = Placement(os.fspath(files)) if files is not None else None
         self._queue: queue.Queue[_Index | _Call | object] = queue.Queue(maxsize=capacity)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -140,6 +147,22 @@ class CatalogWriter:
         """
         ticket: _Ticket[IndexOutcome] = _Ticket()
         self._submit(_Index(record, replace, ticket), timeout)
+        return ticket.wait(timeout, "commit")
+
+    def file(
+        self, record: InstanceRecord, spool: Path, *, replace: bool, timeout: float
+    ) -> IndexOutcome:
+        """Place ``spool`` at ``record.path`` and index it, in one commit (blocking).
+
+        See ``xvactor.storage.placement``: the file is durable before the row commits, and
+        nothing is placed when the row is not written (a kept duplicate).  Raises as
+        :meth:`index`, and ``OSError`` when the file could not be placed or made durable
+        (then neither file nor row is left).
+        """
+        if self._placement is None:
+            raise RuntimeError("this catalog writer files no instances")
+        ticket: _Ticket[IndexOutcome] = _Ticket()
+        self._submit(_Index(record, replace, ticket, os.fspath(spool)), timeout)
         return ticket.wait(timeout, "commit")
 
     def call(self, func: Callable[[sqlite3.Connection], T], *, timeout: float) -> T:
@@ -190,7 +213,7 @@ class CatalogWriter:
                     carried = more
                     break
                 group.append(more)
-            _commit(conn, group)
+            _commit(conn, group, self._placement)
 
 
 def _run_call(conn: sqlite3.Connection, job: _Call) -> None:
@@ -202,10 +225,37 @@ def _run_call(conn: sqlite3.Connection, job: _Call) -> None:
         job.ticket.settle(value, None)
 
 
-def _commit(conn: sqlite3.Connection, group: list[_Index]) -> None:
+def _commit(conn: sqlite3.Connection, group: list[_Index], placement: Placement | None) -> None:
+    files = placement.group() if placement is not None else None
+    placed: dict[int, str] = {}
+
+    def place(position: int, previous_path: str | None) -> None:
+        job = group[position]
+        if job.spool is None or files is None:
+            return
+        relative = job.record.path
+        files.place(job.spool, relative, catalogued=previous_path == relative)
+        placed[position] = relative
+
+    def make_durable(outcomes: list[IndexOutcome | Exception]) -> None:
+        if files is None:
+            return
+        failed = [
+            placed[i] for i, o in enumerate(outcomes) if isinstance(o, Exception) and i in placed
+        ]
+        files.drop(failed)  # their rows were rolled back: not theirs to keep
+        files.make_durable()
+
     try:
-        outcomes = write_batch(conn, [(job.record, job.replace) for job in group])
+        outcomes = write_batch(
+            conn,
+            [(job.record, job.replace) for job in group],
+            place=place,
+            before_commit=make_durable,
+        )
     except Exception as exc:
+        if files is not None:
+            files.take_back()
         LOGGER.warning("catalog commit of %d rows failed: %s", len(group), exc)
         for job in group:
             job.ticket.settle(None, exc)

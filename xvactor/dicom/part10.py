@@ -9,6 +9,7 @@ a worker thread.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from dataclasses import dataclass
@@ -116,6 +117,10 @@ class HeaderRead:
     """The dataset's bytes up to its bulk data, in the file's transfer syntax."""
 
 
+_LONGEST_ELEMENT_HEADER = 12
+"""Tag, VR, reserved bytes and 4-byte length of an explicit VR element (PS3.5 7.1.2)."""
+
+
 def _at_bulk(tag: int, _vr: str | None, _length: int) -> bool:
     return tag >= _BULK_START or tag == _ENCAPSULATED_DOCUMENT
 
@@ -130,6 +135,26 @@ def read_header(path: Path, offset: int, transfer_syntax_uid: str) -> HeaderRead
     """
     with path.open("rb") as fp:
         return read_header_from(fp, offset, transfer_syntax_uid)
+
+
+def read_header_in(
+    head: bytes, offset: int, transfer_syntax_uid: str, *, size: int
+) -> HeaderRead | None:
+    """:func:`read_header` from the first bytes of a file of ``size`` bytes.
+
+    ``None`` when the header may run past ``head`` (read it from the file instead).
+    """
+    stream = io.BytesIO(head)
+    whole = len(head) >= size
+    try:
+        header = read_header_from(stream, offset, transfer_syntax_uid)
+    except Exception:
+        if whole:
+            raise
+        return None
+    if not whole and offset + len(header.raw) > len(head) - _LONGEST_ELEMENT_HEADER:
+        return None  # stopped at (or near) the end of what was read, not at bulk data
+    return header
 
 
 def read_header_from(fp: BinaryIO, offset: int, transfer_syntax_uid: str) -> HeaderRead:
