@@ -1,0 +1,196 @@
+"""Files placed inside the catalog's commit: row and file land together or not at all."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian
+
+import xvactor.catalog.writer as writer_module
+import xvactor.storage.placement as placement_module
+from xvactor.catalog.sqlite import IndexOutcome, write_batch
+from xvactor.catalog.writer import CatalogWriter
+from xvactor.dicom.records import InstanceRecord, record_from_header
+from xvactor.testing.datasets import make_dataset
+
+
+def record(study: str = "1.2.3", series: str = "1.2.3.4") -> InstanceRecord:
+    ds = make_dataset()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+    made = record_from_header(
+        ds,
+        affected_sop_class_uid=ds.SOPClassUID,
+        affected_sop_instance_uid=ds.SOPInstanceUID,
+        transfer_syntax_uid=ExplicitVRLittleEndian,
+        path="",
+        size=1,
+        dataset_offset=0,
+        calling_ae_title="A",
+        received_at=0.0,
+        header=b"",
+    )
+    path = f"studies/{study}/{series}/{ds.SOPInstanceUID}.dcm"
+    return msgspec.structs.replace(made, path=path)
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> Any:
+    (tmp_path / "studies").mkdir()
+    (tmp_path / ".spool").mkdir()
+    started = CatalogWriter(tmp_path / "catalog.sqlite", capacity=16, files=tmp_path)
+    started.start()
+    yield started
+    started.stop()
+
+
+def spool(tmp_path: Path, content: bytes) -> Path:
+    path = tmp_path / ".spool" / f"{content.hex()[:16]}-{os.urandom(4).hex()}.dcm"
+    path.write_bytes(content)
+    return path
+
+
+def rows(tmp_path: Path) -> list[str]:
+    conn = sqlite3.connect(tmp_path / "catalog.sqlite")
+    try:
+        return [str(r[0]) for r in conn.execute("SELECT path FROM instances")]
+    finally:
+        conn.close()
+
+
+def test_a_new_instance_is_placed_and_indexed(tmp_path: Path, writer: CatalogWriter) -> None:
+    r = record()
+    source = spool(tmp_path, b"first")
+    outcome = writer.file(r, source, replace=False, timeout=5)
+    assert outcome.written and not outcome.existed
+    assert (tmp_path / r.path).read_bytes() == b"first"
+    assert source.exists()  # linked: the receive path drops the spool name afterwards
+    assert rows(tmp_path) == [r.path]
+
+
+def test_a_kept_duplicate_places_nothing(tmp_path: Path, writer: CatalogWriter) -> None:
+    r = record()
+    writer.file(r, spool(tmp_path, b"first"), replace=False, timeout=5)
+    again = writer.file(r, spool(tmp_path, b"second"), replace=False, timeout=5)
+    assert again.existed and not again.written
+    assert (tmp_path / r.path).read_bytes() == b"first"
+
+
+def test_overwrite_replaces_the_catalogued_file(tmp_path: Path, writer: CatalogWriter) -> None:
+    r = record()
+    writer.file(r, spool(tmp_path, b"first"), replace=True, timeout=5)
+    again = writer.file(r, spool(tmp_path, b"second"), replace=True, timeout=5)
+    assert again.existed and again.written
+    assert (tmp_path / r.path).read_bytes() == b"second"
+    assert rows(tmp_path) == [r.path]
+
+
+def test_an_orphan_at_the_final_name_is_replaced(tmp_path: Path, writer: CatalogWriter) -> None:
+    r = record()
+    orphan = tmp_path / r.path
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"torn")  # left by a crash before its commit: no row refers to it
+    outcome = writer.file(r, spool(tmp_path, b"whole"), replace=False, timeout=5)
+    assert outcome.written
+    assert orphan.read_bytes() == b"whole"
+
+
+def test_files_and_directories_are_durable_before_the_commit(
+    tmp_path: Path, writer: CatalogWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        target = os.readlink(f"/proc/self/fd/{fd}").removeprefix(str(tmp_path))
+        # Another connection must not see the row yet: the commit comes after.
+        events.append(f"fsync {target} with {len(rows(tmp_path))} rows committed")
+        real_fsync(fd)
+
+    def recording_write_batch(conn: sqlite3.Connection, batch: Any, **hooks: Any) -> Any:
+        outcomes = write_batch(conn, batch, **hooks)
+        events.append("committed")
+        return outcomes
+
+    monkeypatch.setattr(placement_module.os, "fsync", fsync)
+    monkeypatch.setattr(writer_module, "write_batch", recording_write_batch)
+    r = record(study="7.7", series="7.7.1")
+    writer.file(r, spool(tmp_path, b"data"), replace=False, timeout=5)
+    assert events == [
+        f"fsync /{r.path} with 0 rows committed",
+        "fsync /studies/7.7/7.7.1 with 0 rows committed",
+        "fsync /studies/7.7 with 0 rows committed",
+        "fsync /studies with 0 rows committed",
+        "committed",
+    ]
+    assert rows(tmp_path) == [r.path]
+
+
+def test_a_failed_fsync_leaves_neither_file_nor_row(
+    tmp_path: Path, writer: CatalogWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(placement_module.os, "fsync", failing_fsync)
+    r = record()
+    with pytest.raises(OSError, match="Input/output"):
+        writer.file(r, spool(tmp_path, b"data"), replace=False, timeout=5)
+    assert not (tmp_path / r.path).exists()
+    assert rows(tmp_path) == []
+
+
+def test_one_failing_member_leaves_the_rest_of_its_group(
+    tmp_path: Path, writer: CatalogWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+    groups: list[int] = []
+
+    def gated(conn: sqlite3.Connection, batch: Any, **hooks: Any) -> list[IndexOutcome | Exception]:
+        groups.append(len(batch))
+        if len(groups) == 1:
+            entered.set()
+            assert release.wait(timeout=10)
+        return write_batch(conn, batch, **hooks)
+
+    monkeypatch.setattr(writer_module, "write_batch", gated)
+    first = threading.Thread(
+        target=lambda: writer.file(record(), spool(tmp_path, b"0"), replace=False, timeout=10)
+    )
+    first.start()
+    assert entered.wait(timeout=10)
+    good, bad = record(), record()
+    missing = tmp_path / ".spool" / "gone.dcm"
+    results: dict[str, object] = {}
+
+    def store(name: str, r: InstanceRecord, source: Path) -> None:
+        try:
+            results[name] = writer.file(r, source, replace=False, timeout=10)
+        except OSError as exc:
+            results[name] = exc
+
+    threads = [
+        threading.Thread(target=store, args=("good", good, spool(tmp_path, b"1"))),
+        threading.Thread(target=store, args=("bad", bad, missing)),
+    ]
+    for thread in threads:
+        thread.start()
+    for _ in range(2000):
+        if writer.queued == 2:
+            break
+        threading.Event().wait(0.005)
+    release.set()
+    for thread in (first, *threads):
+        thread.join(timeout=10)
+    assert groups == [1, 2]  # the good and the bad one shared a commit
+    assert isinstance(results["bad"], FileNotFoundError)
+    assert isinstance(results["good"], IndexOutcome) and results["good"].written
+    catalogued = rows(tmp_path)
+    assert len(catalogued) == 2 and good.path in catalogued and bad.path not in catalogued
+    assert not (tmp_path / bad.path).exists()
