@@ -188,9 +188,32 @@ def test_one_failing_member_leaves_the_rest_of_its_group(
     release.set()
     for thread in (first, *threads):
         thread.join(timeout=10)
-    assert groups == [1, 2]  # the good and the bad one shared a commit
+    assert groups == [1, 1]  # the bad one failed at its link, before the transaction
     assert isinstance(results["bad"], FileNotFoundError)
     assert isinstance(results["good"], IndexOutcome) and results["good"].written
     catalogued = rows(tmp_path)
     assert len(catalogued) == 2 and good.path in catalogued and bad.path not in catalogued
     assert not (tmp_path / bad.path).exists()
+
+
+def test_a_name_another_process_settled_meanwhile_is_left_alone(
+    tmp_path: Path, writer: CatalogWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our group linked the name first; another process replaced it and committed first."""
+    r = record()
+    other = tmp_path / ".spool" / "other.dcm"
+    other.write_bytes(b"theirs")
+
+    def meanwhile(conn: sqlite3.Connection, batch: Any, **hooks: Any) -> Any:
+        # Between our link (done) and our transaction: the other process's group.
+        os.replace(other, tmp_path / r.path)
+        other_writer = sqlite3.connect(tmp_path / "catalog.sqlite", isolation_level=None)
+        write_batch(other_writer, [(r, False)])
+        other_writer.close()
+        return write_batch(conn, batch, **hooks)
+
+    monkeypatch.setattr(writer_module, "write_batch", meanwhile)
+    outcome = writer.file(r, spool(tmp_path, b"ours"), replace=False, timeout=5)
+    assert outcome.existed and not outcome.written
+    assert (tmp_path / r.path).read_bytes() == b"theirs"  # not unlinked as "ours"
+    assert rows(tmp_path) == [r.path]

@@ -1,24 +1,26 @@
-"""Putting spooled files at their final names, inside the catalog's commit.
+"""Putting spooled files at their final names, as part of the catalog's commit.
 
-The catalog writer (``xvactor.catalog.writer``) places the files of a commit group while
-it holds the catalog's write transaction, then makes them durable, then commits:
+The catalog writer (``xvactor.catalog.writer``) files a commit group in this order:
 
-1. for each instance whose row is to be written, link its spool file to
-   ``studies/<Study>/<Series>/<SOP>.dcm`` (creating the directories);
-2. fsync every placed file, then every directory that gained an entry;
-3. COMMIT the rows.
+1. link each spool file to ``studies/<Study>/<Series>/<SOP>.dcm`` where that name is free
+   (creating the directories), then fsync those files and then the directories that
+   changed: all before taking the catalog's write lock, which other receive processes
+   wait for;
+2. in the write transaction, decide each row; a name that was taken is settled there
+   (below), and what it places is made durable the same way before COMMIT;
+3. COMMIT the rows, then remove linked files whose row was not written.
 
-A row is therefore never durable before its file.  Placing before the fsync lets ext4 make
+A row is therefore never durable before its file.  Linking before the fsync lets ext4 make
 the file's data, its inode and its new directory entry durable in ONE journal commit (the
 directory fsync then finds nothing left to write), and the files of a whole group share
-that commit: measured here, that is one device flush per group instead of three per
-instance.
+that commit: one device flush per group instead of three per instance.
 
-A file at a final name without a row is an orphan: a group that failed (its files are
-removed, but a crash may leave one behind, complete or not).  Since placing happens under
-the write transaction, no other writer can be half-way through placing that name, so an
-orphan is simply replaced.  A file whose row exists is never replaced unless the policy
-is ``overwrite``.
+A file at a final name without a row is an orphan: from a group that failed, or left by a
+crash (complete or not).  A taken name is settled under the write transaction: if a row
+refers to it, the file is replaced only under the ``overwrite`` policy; if none does, no
+committed row can ever refer to that file, so it is replaced.  (Another process's group
+may have linked it a moment before and not committed yet; then that group finds this
+row when it commits, keeps it, and leaves the file alone.)
 """
 
 from __future__ import annotations
@@ -76,17 +78,17 @@ class GroupPlacement:
     placement: Placement
     placed: list[str] = field(default_factory=list)
     """Final paths this group created (removed again if the group fails)."""
+    unsynced: list[str] = field(default_factory=list)
+    """Files placed (created or replaced) and not yet fsynced."""
     directories: set[str] = field(default_factory=set)
-    """Directories that gained an entry, or were created, in this group."""
-    replaced: list[str] = field(default_factory=list)
-    """Final paths this group overwrote (the old content is gone either way)."""
+    """Directories that gained an entry, or were created, and are not yet fsynced."""
+    inodes: dict[str, int] = field(default_factory=dict)
+    """The inode each created final path got, to tell it from a later replacement."""
 
-    def place(self, spool: str, relative: str, *, catalogued: bool) -> None:
-        """Put ``spool`` at ``relative``.
+    def link_new(self, spool: str, relative: str) -> bool:
+        """Link ``spool`` to ``relative`` if nothing is there; ``False`` if a file is.
 
-        ``catalogued``: a committed row refers to that name (the ``overwrite`` policy is
-        replacing it), so its file is replaced outright.  Otherwise a file found there is
-        an orphan (see the module docstring) and is replaced too.
+        Runs before the write transaction: a name nobody holds can be taken without it.
 
         Raises
         ------
@@ -96,11 +98,6 @@ class GroupPlacement:
         placement = self.placement
         directory, _ = relative.rsplit("/", 1)
         final = f"{placement._root}/{relative}"
-        if catalogued:
-            os.replace(spool, final)
-            self.replaced.append(final)
-            self.directories.add(f"{placement._root}/{directory}")
-            return
         created: list[str] = []
         placement._make_directory(directory, created)
         try:
@@ -112,30 +109,69 @@ class GroupPlacement:
             placement._make_directory(directory, created)
             os.link(spool, final)
         except FileExistsError:
-            os.replace(spool, final)  # an orphan: no row refers to it
+            return False
+        finally:
+            for path in created:
+                self.directories.add(os.path.dirname(path))
+        self._took(final, directory)
         self.placed.append(final)
-        for path in created:
-            self.directories.add(os.path.dirname(path))
-        self.directories.add(f"{placement._root}/{directory}")
+        self.inodes[final] = os.stat(final).st_ino
+        return True
+
+    def place(self, spool: str, relative: str, *, catalogued: bool) -> None:
+        """Put ``spool`` at ``relative``, where a file already is (inside the transaction).
+
+        ``catalogued``: a committed row refers to that name (the ``overwrite`` policy is
+        replacing it).  Otherwise the file found there is an orphan (see the module
+        docstring); either way it is replaced.
+
+        Raises
+        ------
+        OSError
+            The file could not be replaced.
+        """
+        directory, _ = relative.rsplit("/", 1)
+        final = f"{self.placement._root}/{relative}"
+        os.replace(spool, final)
+        self._took(final, directory)
+        if not catalogued:
+            self.placed.append(final)
+
+    def _took(self, final: str, directory: str) -> None:
+        self.unsynced.append(final)
+        self.directories.add(f"{self.placement._root}/{directory}")
 
     def make_durable(self) -> None:
-        """fsync every placed file, then every directory that changed (PS3.4 B.2.3)."""
-        for path in (*self.placed, *self.replaced):
+        """fsync every file placed since the last call, then the directories that changed."""
+        for path in self.unsynced:
             fd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        self.unsynced.clear()
         for directory in sorted(self.directories, key=len, reverse=True):
             fsync_directory(directory)
+        self.directories.clear()
 
     def drop(self, relatives: list[str]) -> None:
-        """Remove these placed files now (their rows were rolled back)."""
+        """Remove these placed files now (no row will refer to them).
+
+        Call inside the write transaction: a file another process put at the same name
+        since (under its own transaction) has another inode and is left alone.
+        """
         finals = {f"{self.placement._root}/{relative}" for relative in relatives}
         for path in finals:
-            if path in self.placed:
-                self.placed.remove(path)
-                _unlink_quietly(path)
+            if path not in self.placed:
+                continue
+            self.placed.remove(path)
+            expected = self.inodes.get(path)
+            try:
+                if expected is not None and os.stat(path).st_ino != expected:
+                    continue
+            except OSError:
+                continue
+            _unlink_quietly(path)
 
     def take_back(self) -> None:
         """Remove what this group created (the group failed; no row refers to it)."""
