@@ -1,19 +1,21 @@
 """Putting spooled files at their final names, as part of the catalog's commit.
 
-The catalog writer (``xvactor.catalog.writer``) files a commit group in this order:
+An instance is filed in this order (``xvactor.catalog.writer``):
 
-1. link each spool file to ``studies/<Study>/<Series>/<SOP>.dcm`` where that name is free
-   (creating the directories), then fsync those files and then the directories that
-   changed: all before taking the catalog's write lock, which other receive processes
-   wait for;
-2. in the write transaction, decide each row; a name that was taken is settled there
-   (below), and what it places is made durable the same way before COMMIT;
+1. on the filing thread (a receiving association's own), link the spool file to
+   ``studies/<Study>/<Series>/<SOP>.dcm`` if that name is free (creating the
+   directories), then fsync the file and then the directories that changed: all before
+   the catalog's write lock, which other receive processes wait for, and in parallel
+   with other associations (whose fsyncs share the file system's journal commits);
+2. the catalog writer thread takes every instance queued into one write transaction and
+   decides each row; a name that was taken is settled there (below), and what it places
+   is made durable the same way before COMMIT;
 3. COMMIT the rows, then remove linked files whose row was not written.
 
 A row is therefore never durable before its file.  Linking before the fsync lets ext4 make
 the file's data, its inode and its new directory entry durable in ONE journal commit (the
-directory fsync then finds nothing left to write), and the files of a whole group share
-that commit: one device flush per group instead of three per instance.
+directory fsync then finds nothing left to write): two device flushes per instance (file,
+catalog) instead of three, and concurrent instances share them.
 
 A file at a final name without a row is an orphan: from a group that failed, or left by a
 crash (complete or not).  A taken name is settled under the write transaction: if a row
@@ -30,22 +32,59 @@ from dataclasses import dataclass, field
 
 from xvactor.dicom.part10 import fsync_directory
 
-__all__ = ["GroupPlacement", "Placement"]
+__all__ = ["GroupPlacement", "Linked", "Placement"]
 
 _DIRECTORY_CACHE = 4096
 """Series directories remembered as existing (the cache is cleared when full)."""
 
 
+@dataclass(frozen=True)
+class Linked:
+    """A spool file linked at its final name and made durable, before the transaction."""
+
+    final: str
+    inode: int
+
+
 class Placement:
-    """Places files under ``root``; used by the one writer thread of a process."""
+    """Places files under ``root``; thread-safe."""
 
     def __init__(self, root: str) -> None:
         self._root = root
         self._directories: set[str] = set()
+        """Series directories known to exist (set operations are atomic under the GIL)."""
 
     def group(self) -> GroupPlacement:
         """Start placing the files of one commit group."""
         return GroupPlacement(self)
+
+    def link_durably(self, spool: str, relative: str) -> Linked | None:
+        """Step 1 for one file, on the caller's thread: ``None`` if the name is taken.
+
+        Concurrent callers' fsyncs share the file system's journal commits, and the
+        catalog writer is left with the transaction alone.
+
+        Raises
+        ------
+        OSError
+            The file could not be linked or made durable (then it is not left linked).
+        """
+        placing = GroupPlacement(self)
+        if not placing.link_new(spool, relative):
+            return None
+        try:
+            placing.make_durable()
+        except OSError:
+            placing.take_back()
+            raise
+        final = placing.placed[0]
+        return Linked(final=final, inode=placing.inodes[final])
+
+    def unlink(self, linked: Linked) -> None:
+        """Take back a file :meth:`link_durably` linked (if it is still that file)."""
+        placing = GroupPlacement(self)
+        placing.adopt(linked)
+        placing.take_back()
 
     def _make_directory(self, relative_directory: str, created: list[str]) -> None:
         """``mkdir -p`` below the root, noting each directory made (outermost first)."""
@@ -165,19 +204,30 @@ class GroupPlacement:
             if path not in self.placed:
                 continue
             self.placed.remove(path)
-            expected = self.inodes.get(path)
-            try:
-                if expected is not None and os.stat(path).st_ino != expected:
-                    continue
-            except OSError:
-                continue
-            _unlink_quietly(path)
+            if _still(path, self.inodes.get(path)):
+                _unlink_quietly(path)
+
+    def adopt(self, linked: Linked) -> None:
+        """Count a file linked by :meth:`Placement.link_durably` as this group's."""
+        self.placed.append(linked.final)
+        self.inodes[linked.final] = linked.inode
 
     def take_back(self) -> None:
         """Remove what this group created (the group failed; no row refers to it)."""
         for path in self.placed:
-            _unlink_quietly(path)
+            if _still(path, self.inodes.get(path)):
+                _unlink_quietly(path)
         self.placed.clear()
+
+
+def _still(path: str, inode: int | None) -> bool:
+    """Whether ``path`` is still the file that got ``inode`` (``None``: not recorded)."""
+    if inode is None:
+        return True
+    try:
+        return os.stat(path).st_ino == inode
+    except OSError:
+        return False
 
 
 def _unlink_quietly(path: str) -> None:
