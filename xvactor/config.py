@@ -196,7 +196,9 @@ class Mailboxes(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Bounded mailbox sizes per actor."""
 
     storage: int = 64
+    """The storage actor's mailbox (instances waiting to be de-identified)."""
     catalog: int = 256
+    """The catalog actor's mailbox, and the catalog writer thread's queue."""
 
 
 class NodeConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
