@@ -5,11 +5,14 @@ it, because later children hold refs into earlier ones).  Receiving in the node'
 process (``receive_processes = 0``), and in each receive worker process::
 
     root
-     ├─ catalog    (SQLite, group commit)
-     ├─ storage    (fsync, file, index)
+     ├─ catalog    (runs the catalog writer thread: group commit of files and rows)
+     ├─ storage    (de-identifies instances, then files them)
      ├─ resolver   (C-FIND matches, C-MOVE/C-GET selections)
      ├─ senders    (one_for_one: one sender per destination, durable outbox)
      └─ listener   (pynetdicom servers; starts last, stops first)
+
+A C-STORE is filed on its association's thread (``xvactor.storage.filing``) through the
+catalog writer, which the catalog actor starts before, and stops after, the listener.
 
 The node's process when receiving in N worker processes (``xvactor.worker``)::
 

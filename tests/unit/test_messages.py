@@ -17,7 +17,7 @@ from xvactor.actors.catalog import (
     InstanceIndexed,
 )
 from xvactor.actors.listener import GetAddresses, ListenerAddresses
-from xvactor.actors.storage import InstanceStored, StoreInstance
+from xvactor.actors.storage import DeidentifyAndStore, InstanceStored
 from xvactor.dicom.records import InstanceRecord
 from xvactor.runtime import Message
 
@@ -44,8 +44,8 @@ EXAMPLES: list[Message] = [
     InstanceIndexed(existed=True, previous_path=None, written=False),
     GetAddresses(),
     ListenerAddresses(addresses=(("127.0.0.1", 104),)),
-    StoreInstance(
-        source="/tmp/x.dcm",
+    DeidentifyAndStore(
+        dataset=b"\x08\x00\x18\x00\x06\x00\x00\x001.2.3\x00",
         affected_sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
         affected_sop_instance_uid="1.2.3",
         transfer_syntax_uid="1.2.840.10008.1.2.1",

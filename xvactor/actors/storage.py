@@ -1,17 +1,16 @@
-"""The storage actor: files instances it prepares itself (de-identified ones).
+"""The storage actor: de-identifies received instances, then files them.
 
 A C-STORE received as it is is filed by its association's own thread through
 ``xvactor.storage.filing`` (no hop through the event loop).  An instance that must be
-de-identified first arrives here in memory; the actor de-identifies it, spools the result,
-and files it the same way on a worker thread.  ``StoreInstance`` files an instance spooled
-elsewhere through this actor (embedders, tests).
+de-identified first (PS3.15 Annex E) arrives here in memory: the actor de-identifies it,
+spools the result, and files it the same way on a worker thread.  The actor also prepares
+the data directory and clears this process's spool when it starts.
 """
 
 from __future__ import annotations
 
 import io
 import uuid
-from pathlib import Path
 from typing import ClassVar, assert_never
 
 from pydicom.filebase import DicomBytesIO
@@ -22,7 +21,7 @@ from pydicom.uid import UID
 from xvactor.dicom.anonymize import Deidentifier
 from xvactor.dicom.part10 import FileMeta, encode_file_meta
 from xvactor.dicom.status import CannotUnderstand, OutOfResources
-from xvactor.runtime import Actor, ActorRef, Limiters, Message, run_blocking
+from xvactor.runtime import Actor, Limiters, Message, run_blocking
 from xvactor.storage.filing import (
     SECRET_FILE,
     SPOOL_DIR,
@@ -44,19 +43,7 @@ __all__ = [
     "StorageActor",
     "StorageInbox",
     "StorageSettings",
-    "StoreInstance",
-    "store",
 ]
-
-
-class StoreInstance(Message, frozen=True, tag=True, kw_only=True):
-    """Command: store the dataset a peer sent, spooled in ``source`` as a Part 10 file."""
-
-    source: str
-    affected_sop_class_uid: str
-    affected_sop_instance_uid: str
-    transfer_syntax_uid: str
-    calling_ae_title: str
 
 
 class DeidentifyAndStore(Message, frozen=True, tag=True, kw_only=True):
@@ -81,7 +68,7 @@ class InstanceStored(Message, frozen=True, tag=True, kw_only=True):
     duplicate: bool = False
 
 
-StorageInbox = StoreInstance | DeidentifyAndStore
+StorageInbox = DeidentifyAndStore
 
 
 class StorageActor(Actor[StorageInbox]):
@@ -108,15 +95,6 @@ class StorageActor(Actor[StorageInbox]):
     async def receive(self, message: StorageInbox) -> object:
         """Dispatch one message."""
         match message:
-            case StoreInstance():
-                received = Received(
-                    source=Path(message.source),
-                    affected_sop_class_uid=message.affected_sop_class_uid,
-                    affected_sop_instance_uid=message.affected_sop_instance_uid,
-                    transfer_syntax_uid=message.transfer_syntax_uid,
-                    calling_ae_title=message.calling_ae_title,
-                )
-                filed = await run_blocking(self._limiters, "disk", self._filing.store, received)
             case DeidentifyAndStore():
                 filed = await run_blocking(
                     self._limiters, "disk", self._deidentify_and_file, message
@@ -174,10 +152,3 @@ class StorageActor(Actor[StorageInbox]):
             transfer_syntax_uid=message.transfer_syntax_uid,
             calling_ae_title=message.calling_ae_title,
         )
-
-
-async def store(
-    ref: ActorRef[StorageInbox], message: StoreInstance, *, timeout: float
-) -> InstanceStored:
-    """Store one received instance; returns once it is durable and catalogued."""
-    return await ref.ask(message, expect=InstanceStored, timeout=timeout)
