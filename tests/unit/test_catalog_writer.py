@@ -192,3 +192,23 @@ def test_a_catalog_that_cannot_open_fails_start(tmp_path: Path) -> None:
         writer.start()
     with pytest.raises(OutOfResources, match="not running"):
         writer.index(record(), replace=False, timeout=1)
+
+
+def test_a_bug_in_a_commit_fails_its_group_and_the_thread_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_commit = writer_module._commit
+    calls: list[int] = []
+
+    def buggy_once(*args: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        real_commit(*args)
+
+    monkeypatch.setattr(writer_module, "_commit", buggy_once)
+    writer = started(tmp_path)
+    with pytest.raises(RuntimeError, match="a bug"):
+        writer.index(record(), replace=False, timeout=5)
+    assert writer.index(record(), replace=False, timeout=5).written
+    writer.stop()

@@ -166,7 +166,8 @@ class CatalogWriter:
         placement = self._placement
         if placement is None:
             raise RuntimeError("this catalog writer files no instances")
-        if self._thread is None:
+        thread = self._thread
+        if thread is None or not thread.is_alive():
             raise OutOfResources("Catalog is not running, retry later")
         linked = placement.link_durably(os.fspath(spool), record.path)  # on this thread
         ticket: _Ticket[IndexOutcome] = _Ticket()
@@ -185,7 +186,8 @@ class CatalogWriter:
         return ticket.wait(timeout, "catalog request")
 
     def _submit(self, job: _Index | _Call, timeout: float) -> None:
-        if self._thread is None:
+        thread = self._thread
+        if thread is None or not thread.is_alive():
             raise OutOfResources("Catalog is not running, retry later")
         try:
             self._queue.put(job, timeout=timeout)
@@ -226,7 +228,11 @@ class CatalogWriter:
                     carried = more
                     break
                 group.append(more)
-            _commit(conn, group, self._placement)
+            try:
+                _commit(conn, group, self._placement)
+            except Exception as exc:  # a bug must not end the thread with callers waiting
+                LOGGER.exception("catalog writer: commit of %d requests failed", len(group))
+                _fail(group, exc)
 
 
 def _run_call(conn: sqlite3.Connection, job: _Call) -> None:
