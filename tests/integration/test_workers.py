@@ -76,3 +76,41 @@ def test_killed_worker_is_replaced_and_the_node_keeps_serving(serve: ServeProces
     stderr = serve.stop()
     assert serve.returncode == 0, stderr
     assert "exited with status -9" in stderr
+
+
+@pytest.mark.parametrize("policy", ["keep_first", "overwrite"])
+def test_the_same_instances_from_four_senders_at_once_are_filed_once(
+    tmp_path: Path, policy: str
+) -> None:
+    """Two receive processes race to file each instance: one row and one whole file each."""
+    files = []
+    for index in range(40):
+        ds = make_dataset(rows=32, columns=32)
+        path = tmp_path / f"same-{index}.dcm"
+        files.append(str(write_in_transfer_syntax(ds, ExplicitVRLittleEndian, path)))
+    config = f'duplicate_policy = "{policy}"\n'
+    with ServeProcess(tmp_path / "data", config=config) as node:
+        senders = [
+            subprocess.Popen(
+                [require_tool("storescu"), "-aec", "NODE", "127.0.0.1", str(node.port), *files],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=dcmtk_env(),
+            )
+            for _ in range(4)
+        ]
+        for process in senders:
+            output, _ = process.communicate(timeout=120)
+            assert process.returncode == 0, output
+        data = node.data_dir
+        with sqlite3.connect(data / "catalog.sqlite") as conn:
+            rows = conn.execute("SELECT sop_instance_uid, path, size FROM instances").fetchall()
+        assert len(rows) == 40
+        filed = sorted((data / "studies").rglob("*.dcm"))
+        assert len(filed) == 40
+        for uid, relative, size in rows:
+            stored = data / relative
+            assert stored.stat().st_size == size
+            assert stored.name == f"{uid}.dcm"
+        assert list((data / ".spool").rglob("*.dcm")) == []
