@@ -212,3 +212,32 @@ def test_a_bug_in_a_commit_fails_its_group_and_the_thread_goes_on(
         writer.index(record(), replace=False, timeout=5)
     assert writer.index(record(), replace=False, timeout=5).written
     writer.stop()
+
+
+def test_a_group_waits_for_announced_requests_but_not_for_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    groups: list[int] = []
+
+    def recording(conn: sqlite3.Connection, batch: Any, **hooks: Any) -> Any:
+        groups.append(len(batch))
+        return write_batch(conn, batch, **hooks)
+
+    monkeypatch.setattr(writer_module, "write_batch", recording)
+    monkeypatch.setattr(writer_module, "COMMIT_DELAY", 5.0)
+    writer = CatalogWriter(tmp_path / "catalog.sqlite", capacity=16, files=tmp_path)
+    writer.start()
+    # Nothing announced: a request commits at once, whatever the delay.
+    writer.index(record(), replace=False, timeout=2)
+    assert groups == [1]
+    # Another request is announced while the first is queued: they share a commit.
+    writer.begin_filing()
+    first = threading.Thread(target=lambda: writer.index(record(), replace=False, timeout=10))
+    first.start()
+    threading.Event().wait(0.2)  # the writer takes it and holds the group open
+    assert groups == [1]
+    writer.end_filing()
+    writer.index(record(), replace=False, timeout=10)
+    first.join(timeout=10)
+    assert groups == [1, 2]
+    writer.stop()

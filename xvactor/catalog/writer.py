@@ -27,6 +27,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +38,14 @@ from xvactor.dicom.records import InstanceRecord
 from xvactor.dicom.status import OutOfResources
 from xvactor.storage.placement import Linked, Placement
 
-__all__ = ["CatalogWriter", "CommitPending"]
+__all__ = ["COMMIT_DELAY", "CatalogWriter", "CommitPending"]
 
 LOGGER = logging.getLogger("xvactor.catalog")
 
 T = TypeVar("T")
+
+COMMIT_DELAY = 0.001
+"""Seconds a group stays open for announced requests (see ``CatalogWriter.begin_filing``)."""
 
 
 class CommitPending(OutOfResources):
@@ -107,6 +111,9 @@ class CatalogWriter:
         self._queue: queue.Queue[_Index | _Call | object] = queue.Queue(maxsize=capacity)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._preparing = 0
+        """Threads that announced a request (:meth:`begin_filing`) and have not queued it."""
+        self._preparing_lock = threading.Lock()
 
     @property
     def queued(self) -> int:
@@ -153,8 +160,30 @@ class CatalogWriter:
         self._submit(_Index(record, replace, ticket), timeout)
         return ticket.wait(timeout, "commit")
 
+    def begin_filing(self) -> None:
+        """Announce a :meth:`file` request about to come (pair with ``announced=True``).
+
+        While announced requests are on their way, the writer holds a group open for up
+        to ``COMMIT_DELAY`` so that they share its commit (PostgreSQL's ``commit_delay``
+        with ``commit_siblings``): one catalog fsync for several associations' instances.
+        With nothing announced (one association), a group commits at once.
+        """
+        with self._preparing_lock:
+            self._preparing += 1
+
+    def end_filing(self) -> None:
+        """The announced request was queued, or will not come."""
+        with self._preparing_lock:
+            self._preparing -= 1
+
     def file(
-        self, record: InstanceRecord, spool: Path, *, replace: bool, timeout: float
+        self,
+        record: InstanceRecord,
+        spool: Path,
+        *,
+        replace: bool,
+        timeout: float,
+        announced: bool = False,
     ) -> IndexOutcome:
         """Place ``spool`` at ``record.path`` and index it, in one commit (blocking).
 
@@ -163,13 +192,18 @@ class CatalogWriter:
         :meth:`index`, and ``OSError`` when the file could not be placed or made durable
         (then neither file nor row is left).
         """
-        placement = self._placement
-        if placement is None:
-            raise RuntimeError("this catalog writer files no instances")
-        thread = self._thread
-        if thread is None or not thread.is_alive():
-            raise OutOfResources("Catalog is not running, retry later")
-        linked = placement.link_durably(os.fspath(spool), record.path)  # on this thread
+        try:
+            placement = self._placement
+            if placement is None:
+                raise RuntimeError("this catalog writer files no instances")
+            thread = self._thread
+            if thread is None or not thread.is_alive():
+                raise OutOfResources("Catalog is not running, retry later")
+            linked = placement.link_durably(os.fspath(spool), record.path)  # on this thread
+        finally:
+            # Before queueing: a writer that sees this request must not wait for it.
+            if announced:
+                self.end_filing()
         ticket: _Ticket[IndexOutcome] = _Ticket()
         try:
             self._submit(_Index(record, replace, ticket, os.fspath(spool), linked), timeout)
@@ -219,20 +253,33 @@ class CatalogWriter:
                 _run_call(conn, job)
                 continue
             group = [cast(_Index, job)]
-            while True:  # every index request queued so far joins this commit
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if not isinstance(more, _Index):
-                    carried = more
-                    break
-                group.append(more)
+            carried = self._gather(group)
             try:
                 _commit(conn, group, self._placement)
             except Exception as exc:  # a bug must not end the thread with callers waiting
                 LOGGER.exception("catalog writer: commit of %d requests failed", len(group))
                 _fail(group, exc)
+
+    def _gather(self, group: list[_Index]) -> _Index | _Call | object | None:
+        """Add to ``group`` what is queued, and what announced requests bring in time.
+
+        Returns a job that cannot join the group (to run next), if one came.
+        """
+        deadline = time.monotonic() + COMMIT_DELAY
+        while True:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if self._preparing <= 0 or remaining <= 0:
+                    return None
+                try:  # a blocking wait with a deadline, woken by the next request
+                    more = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    return None
+            if not isinstance(more, _Index):
+                return more
+            group.append(more)
 
 
 def _run_call(conn: sqlite3.Connection, job: _Call) -> None:

@@ -129,12 +129,19 @@ class Filing:
             The disk failed (nothing of this instance is left behind).
         """
         settings = self._settings
-        record = self._record(received)
-        indexed = self._catalog.file(
+        catalog = self._catalog
+        catalog.begin_filing()  # so that concurrent instances can share a commit
+        try:
+            record = self._record(received)
+        except BaseException:
+            catalog.end_filing()
+            raise
+        indexed = catalog.file(
             record,
             received.source,
             replace=settings.duplicate_policy is DuplicatePolicy.OVERWRITE,
             timeout=settings.catalog_timeout,
+            announced=True,
         )
         if indexed.written:
             if indexed.previous_path and indexed.previous_path != record.path:
