@@ -12,7 +12,7 @@ and ``recv`` with equivalents that block until something happens:
   ``kill_dul`` and ``stop_dul`` write to;
 * the association reactor waits on an event set whenever a DIMSE message is completed,
   an ACSE primitive is queued for it, or the DUL stops;
-* ``recv`` reads straight into one buffer of the PDU's size;
+* ``recv`` reads straight into one buffer, grown as the PDU's bytes arrive;
 * once the association is established (Sta6, plain TCP), a P-DATA-TF PDU is read and split
   into its presentation data values here (PS3.8 9.3.5) and handed to DIMSE as the P-DATA
   indication that pynetdicom's action DT-2 would deliver: without building pynetdicom's PDU
@@ -113,21 +113,26 @@ class _SignallingQueue(queue.Queue[Any]):
         self._signal.set()
 
 
+_FIRST_READ = 1 << 18
+"""Bytes a read buffer starts with; it grows only as the peer's bytes actually arrive, so
+a PDU header claiming gigabytes costs nothing until they are sent."""
+
+
 def _recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
     """Read ``nr_bytes`` into one buffer (fewer system calls than 4 KiB slices)."""
     sock = self.socket
     if sock is None:
         return bytearray()
-    buffer = bytearray(nr_bytes)
-    view = memoryview(buffer)
+    buffer = bytearray(min(nr_bytes, _FIRST_READ))
     received = 0
     while received < nr_bytes:
-        count = sock.recv_into(view[received:], nr_bytes - received)
+        if received == len(buffer):
+            buffer.extend(bytes(min(len(buffer), nr_bytes - received)))
+        with memoryview(buffer) as view:
+            count = sock.recv_into(view[received:], len(buffer) - received)
         if count == 0:
-            del view
             return buffer[:received]
         received += count
-    del view
     return buffer
 
 
