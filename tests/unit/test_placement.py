@@ -218,3 +218,28 @@ def test_a_name_another_process_settled_meanwhile_is_left_alone(
     assert outcome.existed and not outcome.written
     assert (tmp_path / r.path).read_bytes() == b"theirs"  # not unlinked as "ours"
     assert rows(tmp_path) == [r.path]
+
+
+def test_under_overwrite_a_row_always_describes_the_bytes_at_its_path(
+    tmp_path: Path, writer: CatalogWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our group linked the name first; another process replaced it and committed first."""
+    r = record()
+    other = tmp_path / ".spool" / "other.dcm"
+    other.write_bytes(b"theirs, longer")
+
+    def meanwhile(conn: sqlite3.Connection, batch: Any, **hooks: Any) -> Any:
+        os.replace(other, tmp_path / r.path)
+        other_writer = sqlite3.connect(tmp_path / "catalog.sqlite", isolation_level=None)
+        write_batch(other_writer, [(msgspec.structs.replace(r, size=14), True)])
+        other_writer.close()
+        return write_batch(conn, batch, **hooks)
+
+    monkeypatch.setattr(writer_module, "write_batch", meanwhile)
+    ours = msgspec.structs.replace(r, size=4)
+    outcome = writer.file(ours, spool(tmp_path, b"ours"), replace=True, timeout=5)
+    assert outcome.written
+    assert (tmp_path / r.path).read_bytes() == b"ours"  # put back before our row
+    conn = sqlite3.connect(tmp_path / "catalog.sqlite")
+    assert conn.execute("SELECT size FROM instances").fetchall() == [(4,)]
+    conn.close()

@@ -302,9 +302,13 @@ def _commit(conn: sqlite3.Connection, group: list[_Index], placement: Placement 
 
     def place(position: int, previous_path: str | None) -> None:
         job = group[position]
-        if files is None or job.spool is None or linked.get(position, True):
-            return  # nothing to place, or linked under its own name already
-        files.place(job.spool, job.record.path, catalogued=previous_path == job.record.path)
+        if files is None or job.spool is None:
+            return  # nothing to place
+        relative = job.record.path
+        if linked.get(position) and files.still_ours(relative):
+            return  # linked under its own name already
+        # The name was taken, or another process's group replaced what we linked there.
+        files.place(job.spool, relative, catalogued=previous_path == relative)
 
     def settle_files(outcomes: list[IndexOutcome | Exception]) -> None:
         if files is None:

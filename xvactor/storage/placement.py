@@ -20,9 +20,11 @@ catalog) instead of three, and concurrent instances share them.
 A file at a final name without a row is an orphan: from a group that failed, or left by a
 crash (complete or not).  A taken name is settled under the write transaction: if a row
 refers to it, the file is replaced only under the ``overwrite`` policy; if none does, no
-committed row can ever refer to that file, so it is replaced.  (Another process's group
-may have linked it a moment before and not committed yet; then that group finds this
-row when it commits, keeps it, and leaves the file alone.)
+committed row can ever refer to that file, so it is replaced.  Another process's group
+may have linked that name a moment before and not committed yet; when it commits it finds
+this row and, under ``keep_first``, keeps it and leaves the file alone, or, under
+``overwrite``, sees its file is no longer there (inode) and puts it back before writing
+its row: a row always describes the bytes at its path.
 """
 
 from __future__ import annotations
@@ -175,6 +177,11 @@ class GroupPlacement:
         self._took(final, directory)
         if not catalogued:
             self.placed.append(final)
+
+    def still_ours(self, relative: str) -> bool:
+        """Whether the file this group linked at ``relative`` is still there (same inode)."""
+        final = f"{self.placement._root}/{relative}"
+        return final in self.inodes and _still(final, self.inodes[final])
 
     def _took(self, final: str, directory: str) -> None:
         self.unsynced.append(final)
