@@ -243,3 +243,26 @@ def test_under_overwrite_a_row_always_describes_the_bytes_at_its_path(
     conn = sqlite3.connect(tmp_path / "catalog.sqlite")
     assert conn.execute("SELECT size FROM instances").fetchall() == [(4,)]
     conn.close()
+
+
+def test_a_name_replaced_right_after_our_link_is_never_taken_for_ours(
+    tmp_path: Path, writer: CatalogWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the four-senders test: the inode must come from our spool, not the name."""
+    r = record()
+    other = tmp_path / ".spool" / "other.dcm"
+    other.write_bytes(b"theirs")
+    real_link = os.link
+
+    def link_then_raced(source: str, target: str) -> None:
+        real_link(source, target)
+        if target.endswith(r.path):  # another process takes the name as an orphan, and
+            os.replace(other, target)  # commits its row, before we look at our link
+            conn = sqlite3.connect(tmp_path / "catalog.sqlite", isolation_level=None)
+            write_batch(conn, [(r, False)])
+            conn.close()
+
+    monkeypatch.setattr(placement_module.os, "link", link_then_raced)
+    outcome = writer.file(r, spool(tmp_path, b"ours"), replace=False, timeout=5)
+    assert outcome.existed and not outcome.written
+    assert (tmp_path / r.path).read_bytes() == b"theirs"  # their committed file stays

@@ -139,6 +139,9 @@ class GroupPlacement:
         placement = self.placement
         directory, _ = relative.rsplit("/", 1)
         final = f"{placement._root}/{relative}"
+        # The inode from our own spool name, never from ``final``: another process may
+        # replace ``final`` (an orphan to it) the moment after our link.
+        inode = os.stat(spool).st_ino
         created: list[str] = []
         placement._make_directory(directory, created)
         try:
@@ -156,7 +159,7 @@ class GroupPlacement:
                 self.directories.add(os.path.dirname(path))
         self._took(final, directory)
         self.placed.append(final)
-        self.inodes[final] = os.stat(final).st_ino
+        self.inodes[final] = inode
         return True
 
     def place(self, spool: str, relative: str, *, catalogued: bool) -> None:
