@@ -40,8 +40,17 @@ def files(directory: Path, count: int, syntax: str = ELE, **kw: object) -> list[
 
 
 def received_uids(scp: StoreSCP) -> list[str]:
-    """SOP Instance UIDs of the stored files, in the order storescp wrote them."""
-    stored = sorted(scp.received(), key=lambda p: p.stat().st_mtime_ns)
+    """SOP Instance UIDs of the stored files, in the order storescp wrote them.
+
+    File timestamps tick coarsely (files written within one tick share them), so ties go
+    to the inode number, which ext4 hands out in creation order to one writer.
+    """
+
+    def created(path: Path) -> tuple[int, int]:
+        stat = path.stat()
+        return stat.st_mtime_ns, stat.st_ino
+
+    stored = sorted(scp.received(), key=created)
     return [p.name.split(".", 1)[1] for p in stored]
 
 
