@@ -14,6 +14,7 @@ from xvactor.dicom.commands import (
     decode_c_store_rq,
     encode_c_find_rsp_pending,
     encode_c_store_rsp,
+    p_data_tf,
     pdv_command_last,
     pdvs_dataset,
 )
@@ -127,3 +128,17 @@ def test_other_commands_and_unusual_command_sets_are_left_to_pynetdicom() -> Non
     no_instance = pynetdicom_c_store_rq(message_id=1, uid="", with_dataset=True)
     assert decode_c_store_rq(no_instance) is None
     assert decode_c_store_rq(b"") is None
+
+
+@pytest.mark.parametrize("size", [0, 1, 300])
+def test_p_data_tf_equals_pynetdicoms(size: int) -> None:
+    from pynetdicom.pdu import P_DATA_TF
+    from pynetdicom.pdu_primitives import P_DATA
+
+    pdv = b"\x03" + bytes(range(256)) * 2
+    pdv = pdv[: size + 1]
+    primitive = P_DATA()
+    primitive.presentation_data_value_list = [[7, pdv]]  # type: ignore[list-item]
+    pdu = P_DATA_TF()
+    pdu.from_primitive(primitive)
+    assert p_data_tf(7, pdv) == pdu.encode()

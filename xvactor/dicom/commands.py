@@ -21,6 +21,7 @@ __all__ = [
     "decode_c_store_rq",
     "encode_c_find_rsp_pending",
     "encode_c_store_rsp",
+    "p_data_tf",
     "pdv_command_last",
     "pdvs_dataset",
 ]
@@ -70,6 +71,15 @@ def encode_c_store_rsp(
         )
     )
     return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+def p_data_tf(context_id: int, pdv: bytes) -> bytes:
+    """A P-DATA-TF PDU holding one presentation data value (PS3.8 9.3.5).
+
+    ``pdv`` is the value with its message control header byte (as ``pdv_command_last``
+    returns); the item length counts the presentation context ID and the value.
+    """
+    return struct.pack(">BBIIB", 0x04, 0x00, len(pdv) + 5, len(pdv) + 1, context_id) + pdv
 
 
 def pdv_command_last(command_set: bytes) -> bytes:

@@ -36,7 +36,7 @@ from xvactor.actors.storage import DeidentifyAndStore, InstanceStored, StorageIn
 from xvactor.config import NodeConfig, Reactor
 from xvactor.dicom import access, qr_scp, reactor, spool, tls
 from xvactor.dicom.audit import AssociationRecord
-from xvactor.dicom.commands import encode_c_store_rsp, pdv_command_last
+from xvactor.dicom.commands import encode_c_store_rsp, p_data_tf, pdv_command_last
 from xvactor.dicom.contexts import (
     QR_SOP_CLASSES,
     SERVICE_TRANSFER_SYNTAXES,
@@ -327,24 +327,40 @@ class InboundServer:
                 self._idle.notify_all()
 
     def _answer(self, assoc: Association, request: SpooledStore, reply: StatusReply) -> None:
-        """Queue the C-STORE-RSP; the DUL sends it before anything queued later."""
+        """Send the C-STORE-RSP (PS3.7 9.3.1.2).
+
+        On the DUL thread of an established association (where the fast path runs), the
+        P-DATA-TF is written to the socket directly, as pynetdicom's action DT-1 would
+        after a trip through its queues: that thread is the only one that writes to this
+        socket.  Anywhere else it is queued to the DUL, which sends it in order.
+        """
+        pdv = pdv_command_last(
+            encode_c_store_rsp(
+                message_id=request.message_id,
+                sop_class_uid=request.sop_class_uid,
+                sop_instance_uid=request.sop_instance_uid,
+                status=reply.status,
+                error_comment=reply.error_comment,
+            )
+        )
+        dul = assoc.dul
+        transport = dul.socket
+        raw = transport.socket if transport is not None else None
+        if (
+            raw is not None
+            and threading.current_thread() is dul
+            and dul.state_machine.current_state == "Sta6"
+            and dul.to_provider_queue.empty()
+        ):
+            try:
+                raw.sendall(p_data_tf(request.context_id, pdv))
+            except OSError as exc:  # the DUL sees the closed connection on its next read
+                LOGGER.info("C-STORE-RSP not sent: %s", exc)
+            return
         response = P_DATA()
         # pynetdicom checks for [id, pdv] lists at run time (its annotation says tuples).
-        response.presentation_data_value_list = [
-            [  # type: ignore[list-item]
-                request.context_id,
-                pdv_command_last(
-                    encode_c_store_rsp(
-                        message_id=request.message_id,
-                        sop_class_uid=request.sop_class_uid,
-                        sop_instance_uid=request.sop_instance_uid,
-                        status=reply.status,
-                        error_comment=reply.error_comment,
-                    )
-                ),
-            ]
-        ]
-        assoc.dul.send_pdu(response)
+        response.presentation_data_value_list = [[request.context_id, pdv]]  # type: ignore[list-item]
+        dul.send_pdu(response)
 
     def _store(self, assoc: Association, request: SpooledStore) -> StatusReply:
         """Store one spooled instance; every outcome becomes a status here."""
