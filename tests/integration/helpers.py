@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from pydicom.dataset import Dataset
 
 from xvactor.dicom.part10 import dataset_offset
+from xvactor.testing.dcmtk import dcmtk_env, require_tool
 from xvactor.testing.node import NodeHandle
 
 
@@ -26,4 +28,15 @@ def stored_path(handle: NodeHandle, ds: Dataset) -> Path:
         / ds.StudyInstanceUID
         / ds.SeriesInstanceUID
         / f"{ds.SOPInstanceUID}.dcm"
+    )
+
+
+def storescu(port: int, files: list[str], *, called: str = "NODE") -> subprocess.Popen[str]:
+    """DCMTK ``storescu`` sending ``files`` over one association (started, not waited for)."""
+    return subprocess.Popen(
+        [require_tool("storescu"), "-aec", called, "127.0.0.1", str(port), *files],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dcmtk_env(),
     )

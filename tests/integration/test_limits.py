@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,8 +13,9 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.association import Association
 
+from tests.integration.helpers import storescu
 from xvactor.testing.datasets import make_dataset, write_in_transfer_syntax
-from xvactor.testing.dcmtk import dcmtk_env, require_tool, run_tool
+from xvactor.testing.dcmtk import run_tool
 from xvactor.testing.procs import ServeProcess
 
 pytestmark = pytest.mark.dcmtk
@@ -86,16 +86,7 @@ def test_burst_of_storescu_processes(tmp_path: Path) -> None:
             files.append(str(write_in_transfer_syntax(ds, ExplicitVRLittleEndian, path)))
         batches.append(files)
     with ServeProcess(tmp_path / "data", config="max_associations = 2") as node:
-        processes = [
-            subprocess.Popen(
-                [require_tool("storescu"), "-aec", "NODE", "127.0.0.1", str(node.port), *files],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env=dcmtk_env(),
-            )
-            for files in batches
-        ]
+        processes = [storescu(node.port, files) for files in batches]
         outputs = [(p.wait(timeout=120), p.communicate()[0]) for p in processes]
         stderr = node.stop()
     accepted = [out for code, out in outputs if code == 0]

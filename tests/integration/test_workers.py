@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +12,10 @@ from pathlib import Path
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
+from tests.integration.helpers import storescu
 from xvactor.dicom.qr_scu import echo
 from xvactor.dicom.scu import Peer
 from xvactor.testing.datasets import make_dataset, write_in_transfer_syntax
-from xvactor.testing.dcmtk import dcmtk_env, require_tool
 from xvactor.testing.net import wait_for_port
 from xvactor.testing.procs import ServeProcess, children
 
@@ -40,16 +39,7 @@ def test_four_concurrent_senders_all_stored(serve: ServeProcess, tmp_path: Path)
             path = tmp_path / f"s{sender}-{index}.dcm"
             files.append(str(write_in_transfer_syntax(ds, ExplicitVRLittleEndian, path)))
         batches.append(files)
-    senders = [
-        subprocess.Popen(
-            [require_tool("storescu"), "-aec", "NODE", "127.0.0.1", str(port), *files],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=dcmtk_env(),
-        )
-        for files in batches
-    ]
+    senders = [storescu(port, files) for files in batches]
     for process in senders:
         output, _ = process.communicate(timeout=120)
         assert process.returncode == 0, output
@@ -90,16 +80,7 @@ def test_the_same_instances_from_four_senders_at_once_are_filed_once(
         files.append(str(write_in_transfer_syntax(ds, ExplicitVRLittleEndian, path)))
     config = f'duplicate_policy = "{policy}"\n'
     with ServeProcess(tmp_path / "data", config=config) as node:
-        senders = [
-            subprocess.Popen(
-                [require_tool("storescu"), "-aec", "NODE", "127.0.0.1", str(node.port), *files],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env=dcmtk_env(),
-            )
-            for _ in range(4)
-        ]
+        senders = [storescu(node.port, files) for _ in range(4)]
         for process in senders:
             output, _ = process.communicate(timeout=120)
             assert process.returncode == 0, output

@@ -11,10 +11,8 @@ from hypothesis import strategies as st
 from xvactor.actors.catalog import (
     CountInstances,
     FindInstance,
-    IndexInstance,
     InstanceCount,
     InstanceFound,
-    InstanceIndexed,
 )
 from xvactor.actors.listener import GetAddresses, ListenerAddresses
 from xvactor.actors.storage import DeidentifyAndStore, InstanceStored
@@ -41,7 +39,6 @@ EXAMPLES: list[Message] = [
     InstanceCount(count=3),
     FindInstance(sop_instance_uid="1.2.3"),
     InstanceFound(sop_instance_uid="1.2.3", path="studies/a/b/c.dcm", size=10),
-    InstanceIndexed(existed=True, previous_path=None, written=False),
     GetAddresses(),
     ListenerAddresses(addresses=(("127.0.0.1", 104),)),
     DeidentifyAndStore(
@@ -61,8 +58,6 @@ def test_round_trip(message: Message) -> None:
     assert decoded == message
 
 
-@given(records, st.booleans())
-def test_index_instance_round_trip(record: InstanceRecord, replace: bool) -> None:
-    message = IndexInstance(record=record, replace=replace)
-    union = IndexInstance | FindInstance | CountInstances
-    assert msgspec.msgpack.decode(msgspec.msgpack.encode(message), type=union) == message
+@given(records)
+def test_instance_record_round_trip(record: InstanceRecord) -> None:
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(record), type=InstanceRecord) == record

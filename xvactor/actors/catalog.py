@@ -2,8 +2,9 @@
 
 The catalog connection lives on the writer thread (``xvactor.catalog.writer``), which
 commits index requests in groups.  The actor starts it before the node takes traffic and
-stops it (after everything queued is committed) when the node stops.  Receiving threads
-index through the writer directly; actors ask here, and the ask waits on a worker thread.
+stops it (after everything queued is committed) when the node stops.  Instances are filed
+through the writer directly (``xvactor.storage.filing``); lookups are asked here, and each
+ask waits on a worker thread.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import ClassVar, assert_never
 
 from xvactor.catalog.sqlite import StoredInstance, count_instances, find_instance
 from xvactor.catalog.writer import CatalogWriter
-from xvactor.dicom.records import InstanceRecord
 from xvactor.runtime import Actor, ActorRef, Limiters, Message, run_blocking
 
 __all__ = [
@@ -22,33 +22,14 @@ __all__ = [
     "CatalogInbox",
     "CountInstances",
     "FindInstance",
-    "IndexInstance",
     "InstanceCount",
     "InstanceFound",
-    "InstanceIndexed",
     "catalog_writer",
     "count",
     "find",
-    "index",
 ]
 
 CATALOG_FILE = "catalog.sqlite"
-
-
-class IndexInstance(Message, frozen=True, tag=True, kw_only=True):
-    """Command: index a durable instance file; answered after the commit that holds it."""
-
-    record: InstanceRecord
-    replace: bool
-    """Replace an existing row with the same SOP Instance UID (``overwrite`` policy)."""
-
-
-class InstanceIndexed(Message, frozen=True, tag=True, kw_only=True):
-    """Reply to ``IndexInstance``."""
-
-    existed: bool
-    previous_path: str | None
-    written: bool
 
 
 class FindInstance(Message, frozen=True, tag=True, kw_only=True):
@@ -86,7 +67,7 @@ class InstanceCount(Message, frozen=True, tag=True, kw_only=True):
     count: int
 
 
-CatalogInbox = IndexInstance | FindInstance | CountInstances
+CatalogInbox = FindInstance | CountInstances
 
 
 def catalog_writer(data_dir: Path, *, capacity: int) -> CatalogWriter:
@@ -97,8 +78,8 @@ def catalog_writer(data_dir: Path, *, capacity: int) -> CatalogWriter:
 class CatalogActor(Actor[CatalogInbox]):
     """Starts and stops the catalog writer; serves asks through it."""
 
-    concurrency: ClassVar[int] = 256
-    """Asks processed at once: every in-flight index request can join the open group."""
+    concurrency: ClassVar[int] = 16
+    """Asks processed at once (each waits on a worker thread of the ``catalog`` limiter)."""
 
     def __init__(self, writer: CatalogWriter, limiters: Limiters, *, timeout: float) -> None:
         self._writer = writer
@@ -117,17 +98,6 @@ class CatalogActor(Actor[CatalogInbox]):
         """Dispatch one message."""
         writer, timeout = self._writer, self._timeout
         match message:
-            case IndexInstance(record=record, replace=replace):
-                outcome = await run_blocking(
-                    self._limiters,
-                    "catalog",
-                    lambda: writer.index(record, replace=replace, timeout=timeout),
-                )
-                return InstanceIndexed(
-                    existed=outcome.existed,
-                    previous_path=outcome.previous_path,
-                    written=outcome.written,
-                )
             case FindInstance(sop_instance_uid=uid):
                 stored = await run_blocking(
                     self._limiters,
@@ -163,15 +133,6 @@ def _found(uid: str, stored: StoredInstance | None) -> InstanceFound:
 
 
 # Client functions: nobody builds another actor's messages by hand.
-
-
-async def index(
-    ref: ActorRef[CatalogInbox], record: InstanceRecord, *, replace: bool, timeout: float
-) -> InstanceIndexed:
-    """Index ``record``; returns after the commit that holds it."""
-    return await ref.ask(
-        IndexInstance(record=record, replace=replace), expect=InstanceIndexed, timeout=timeout
-    )
 
 
 async def find(

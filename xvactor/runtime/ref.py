@@ -38,7 +38,7 @@ class ActorRef(Generic[M]):
     Examples
     --------
     >>> ref: ActorRef[CatalogInbox] = ActorRef("catalog", mailbox_size=64)  # doctest: +SKIP
-    >>> await ref.tell(IndexInstance(...))  # doctest: +SKIP
+    >>> await ref.tell(FindInstance(...))  # doctest: +SKIP
     """
 
     def __init__(self, name: str, *, mailbox_size: int) -> None:

@@ -85,7 +85,7 @@ class RecordingRef(ActorRef[M]):
     Examples
     --------
     >>> catalog: RecordingRef[CatalogInbox] = RecordingRef("catalog")  # doctest: +SKIP
-    >>> catalog.script(IndexInstance, InstanceIndexed(...))  # doctest: +SKIP
+    >>> catalog.script(FindInstance, InstanceFound(...))  # doctest: +SKIP
     """
 
     def __init__(
