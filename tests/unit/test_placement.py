@@ -6,6 +6,7 @@ import errno
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -104,14 +105,20 @@ def test_an_orphan_at_the_final_name_is_replaced(tmp_path: Path, writer: Catalog
 def test_files_and_directories_are_durable_before_the_commit(
     tmp_path: Path, writer: CatalogWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    r = record(study="7.7", series="7.7.1")
+    source = spool(tmp_path, b"data")
     events: list[str] = []
     real_fsync = os.fsync
 
     def fsync(fd: int) -> None:
-        target = os.readlink(f"/proc/self/fd/{fd}").removeprefix(str(tmp_path))
-        # Another connection must not see the row yet: the commit comes after.
-        events.append(f"fsync {target} with {len(rows(tmp_path))} rows committed")
+        if os.fstat(fd).st_ino == source.stat().st_ino:
+            target = f"/{r.path}"
+            time.sleep(0.2)  # a slow disk: the writer must wait for this file
+        else:
+            target = os.readlink(f"/proc/self/fd/{fd}").removeprefix(str(tmp_path))
         real_fsync(fd)
+        # Another connection must not see the row yet: the commit comes after.
+        events.append(f"fsync {target} done with {len(rows(tmp_path))} rows committed")
 
     def recording_write_batch(conn: sqlite3.Connection, batch: Any, **hooks: Any) -> Any:
         outcomes = write_batch(conn, batch, **hooks)
@@ -120,14 +127,14 @@ def test_files_and_directories_are_durable_before_the_commit(
 
     monkeypatch.setattr(placement_module.os, "fsync", fsync)
     monkeypatch.setattr(writer_module, "write_batch", recording_write_batch)
-    r = record(study="7.7", series="7.7.1")
-    writer.file(r, spool(tmp_path, b"data"), replace=False, timeout=5)
-    assert events == [
-        f"fsync /{r.path} with 0 rows committed",
-        "fsync /studies/7.7/7.7.1 with 0 rows committed",
-        "fsync /studies/7.7 with 0 rows committed",
-        "fsync /studies with 0 rows committed",
-        "committed",
+    writer.file(r, source, replace=False, timeout=5)
+    # The file's fsync (filing thread) overlaps the directories' (writer thread), which go
+    # deepest first; both end before the commit.
+    assert events[-2:] == [f"fsync /{r.path} done with 0 rows committed", "committed"]
+    assert events[:-2] == [
+        "fsync /studies/7.7/7.7.1 done with 0 rows committed",
+        "fsync /studies/7.7 done with 0 rows committed",
+        "fsync /studies done with 0 rows committed",
     ]
     assert rows(tmp_path) == [r.path]
 
@@ -144,6 +151,31 @@ def test_a_failed_fsync_leaves_neither_file_nor_row(
         writer.file(r, spool(tmp_path, b"data"), replace=False, timeout=5)
     assert not (tmp_path / r.path).exists()
     assert rows(tmp_path) == []
+
+
+@pytest.mark.parametrize("failing", ["file", "directory"])
+def test_a_failed_fsync_of_either_fails_only_that_row(
+    tmp_path: Path, writer: CatalogWriter, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    r = record(study="8.8", series="8.8.1")
+    source = spool(tmp_path, b"data")
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        is_file = os.fstat(fd).st_ino == source.stat().st_ino
+        if is_file == (failing == "file"):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(placement_module.os, "fsync", fsync)
+    with pytest.raises(OSError, match="Input/output"):
+        writer.file(r, source, replace=False, timeout=5)
+    assert not (tmp_path / r.path).exists()
+    assert rows(tmp_path) == []
+    monkeypatch.undo()
+    # The writer goes on: the same instance files once the disk behaves.
+    assert writer.file(r, spool(tmp_path, b"again"), replace=False, timeout=5).written
+    assert rows(tmp_path) == [r.path]
 
 
 def test_a_file_that_cannot_be_linked_fails_alone(

@@ -308,12 +308,17 @@ class InboundServer:
             idle_timer = assoc.dul._idle_timer
             idle_timer.stop()  # a slow disk is not an idle peer
             try:
-                reply = self._store(assoc, request)
+                try:
+                    reply = self._store(assoc, request)
+                finally:
+                    idle_timer.restart()
+                self._answer(assoc, request, reply)
             finally:
-                idle_timer.restart()
+                # After the answer (the peer need not wait for it): the spool name only.
+                # The instance, if filed, has its own name; a crash before this leaves
+                # the spool file to be cleared at the next start.
                 if request.path is not None:
-                    request.path.unlink(missing_ok=True)  # filed by now, or discarded
-            self._answer(assoc, request, reply)
+                    request.path.unlink(missing_ok=True)
 
     @contextmanager
     def _in_flight_request(self) -> Iterator[None]:
