@@ -1,14 +1,12 @@
 """The catalog's writer thread: instances filed from any thread, committed in groups.
 
 One thread owns the catalog connection.  Callers on any thread (a receiving association's
-own thread, or a worker thread of an actor) link their instance's file at its final name,
-queue a request, fsync the file and block on its ticket; meanwhile the writer takes every
-request queued so far into ONE transaction (group commit), fsyncs the directories that
-changed, writes each row once its file is durable, settles the files whose name was taken,
+own thread, or a worker thread of an actor) link and fsync their instance's file at its
+final name, queue a request and block on its ticket; the writer takes every request queued
+so far into ONE transaction (group commit), settles the files whose name was taken,
 commits, and answers each from that commit (``xvactor.storage.placement``).  Concurrent
-C-STOREs therefore share one catalog fsync, a file's fsync overlaps the writer's work, and
-a reply never precedes the commit that holds its row.  While a commit runs, new requests
-gather in the queue and form the next group.
+C-STOREs therefore share one catalog fsync, and a reply never precedes the commit that
+holds its row.  While a commit runs, new requests gather in the queue and form the next group.
 
 Why a thread and not the event loop: handing a request to the loop and back costs two
 thread wake-ups (about 0.4 ms measured in place on the 2-core VM this runs on, more than
@@ -24,7 +22,6 @@ commits is an orphan: no row refers to it, and the next store of that instance r
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import queue
@@ -37,10 +34,9 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
 from xvactor.catalog.sqlite import IndexOutcome, open_catalog, write_batch
-from xvactor.dicom.part10 import fsync_directory
 from xvactor.dicom.records import InstanceRecord
 from xvactor.dicom.status import OutOfResources
-from xvactor.storage.placement import Linked, Placement, fsync_file
+from xvactor.storage.placement import Linked, Placement
 
 __all__ = ["COMMIT_DELAY", "CatalogWriter", "CommitPending"]
 
@@ -84,11 +80,7 @@ class _Index:
     spool: str | None = None
     """A spooled file to place at ``record.path`` in the same commit."""
     linked: Linked | None = None
-    """The spooled file, already linked at ``record.path`` (step 1)."""
-    durable: _Ticket[None] | None = None
-    """Settled by the filing thread once the linked file is fsynced (or could not be)."""
-    deadline: float = 0.0
-    """``time.monotonic()`` after which the filing thread no longer waits for its answer."""
+    """The spooled file, already linked at ``record.path`` and durable (step 1)."""
 
 
 @dataclass
@@ -200,7 +192,6 @@ class CatalogWriter:
         :meth:`index`, and ``OSError`` when the file could not be placed or made durable
         (then neither file nor row is left).
         """
-        source = os.fspath(spool)
         try:
             placement = self._placement
             if placement is None:
@@ -208,39 +199,18 @@ class CatalogWriter:
             thread = self._thread
             if thread is None or not thread.is_alive():
                 raise OutOfResources("Catalog is not running, retry later")
-            linked = placement.link(source, record.path)  # on this thread
+            linked = placement.link_durably(os.fspath(spool), record.path)  # on this thread
         finally:
             # Before queueing: a writer that sees this request must not wait for it.
             if announced:
                 self.end_filing()
         ticket: _Ticket[IndexOutcome] = _Ticket()
-        durable: _Ticket[None] | None = None if linked is None else _Ticket()
-        job = _Index(
-            record,
-            replace,
-            ticket,
-            source,
-            linked,
-            durable,
-            deadline=time.monotonic() + timeout,
-        )
         try:
-            self._submit(job, timeout)
+            self._submit(_Index(record, replace, ticket, os.fspath(spool), linked), timeout)
         except BaseException:
             if linked is not None:
                 placement.unlink(linked)
             raise
-        if durable is not None:
-            # The spool name is this thread's own (another process may replace the final
-            # name of an orphan): same inode, fsynced while the writer works.
-            try:
-                fsync_file(source)
-            except BaseException as exc:
-                durable.settle(None, exc)
-                if not isinstance(exc, Exception):
-                    raise
-            else:
-                durable.settle(None, None)
         return ticket.wait(timeout, "commit")
 
     def call(self, func: Callable[[sqlite3.Connection], T], *, timeout: float) -> T:
@@ -329,17 +299,14 @@ def _commit(conn: sqlite3.Connection, group: list[_Index], placement: Placement 
         if job.linked is not None and files is not None:
             files.adopt(job.linked)
         linked[position] = job.linked is not None
-    failed = _sync_directories(group)  # while the filing threads fsync their files
 
     def place(position: int, previous_path: str | None) -> None:
         job = group[position]
         if files is None or job.spool is None:
             return  # nothing to place
         relative = job.record.path
-        if linked.get(position):
-            _raise_unless_durable(job, failed.get(position))
-            if files.still_ours(relative):
-                return  # linked under its own name already
+        if linked.get(position) and files.still_ours(relative):
+            return  # linked under its own name already
         # The name was taken, or another process's group replaced what we linked there.
         files.place(job.spool, relative, catalogued=previous_path == relative)
 
@@ -371,44 +338,6 @@ def _commit(conn: sqlite3.Connection, group: list[_Index], placement: Placement 
             job.ticket.settle(None, outcome)
         else:
             job.ticket.settle(outcome, None)
-
-
-def _sync_directories(group: list[_Index]) -> dict[int, OSError]:
-    """fsync the directories the group's linked files entered (deepest first, each once).
-
-    Returns the failure of each position whose directory could not be made durable.
-    """
-    positions: dict[str, list[int]] = {}
-    for position, job in enumerate(group):
-        if job.linked is not None:
-            for directory in job.linked.directories:
-                positions.setdefault(directory, []).append(position)
-    failed: dict[int, OSError] = {}
-    for directory in sorted(positions, key=len, reverse=True):
-        try:
-            fsync_directory(directory)
-        except OSError as exc:
-            for position in positions[directory]:
-                failed.setdefault(position, exc)
-    return failed
-
-
-def _raise_unless_durable(job: _Index, failure: OSError | None) -> None:
-    """Wait until the filing thread has fsynced ``job``'s file; raise if it could not.
-
-    Called before the job's row is written: a row that fails here is rolled back alone.
-    """
-    if failure is not None:
-        raise failure
-    durable = job.durable
-    if durable is None:
-        return
-    if not durable.done.wait(max(0.0, job.deadline - time.monotonic())):
-        raise OSError(errno.ETIMEDOUT, "File not durable in time")
-    if isinstance(durable.error, OSError):
-        raise durable.error
-    if durable.error is not None:
-        raise OSError(errno.EIO, f"File not made durable: {durable.error!r}")
 
 
 def _fail(group: list[_Index], exc: Exception) -> None:

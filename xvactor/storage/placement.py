@@ -4,28 +4,27 @@ An instance is filed in this order (``xvactor.catalog.writer``):
 
 1. on the filing thread (a receiving association's own), link the spool file to
    ``studies/<Study>/<Series>/<SOP>.dcm`` if that name is free (creating the
-   directories), and queue the request to the catalog writer;
-2. then, at the same time: the filing thread fsyncs its file, while the writer thread
-   takes every request queued into one write transaction, fsyncs the directories that
-   changed, and decides each row, waiting before each linked row until its file is
-   durable; a name that was taken is settled there (below), and what it places is made
-   durable the same way before COMMIT;
+   directories), then fsync the file and then the directories that changed: all before
+   the catalog's write lock, which other receive processes wait for, and in parallel
+   with other associations (whose fsyncs share the file system's journal commits);
+2. the catalog writer thread takes every instance queued into one write transaction and
+   decides each row; a name that was taken is settled there (below), and what it places
+   is made durable the same way before COMMIT;
 3. COMMIT the rows, then remove linked files whose row was not written.
 
-A row is therefore never durable before its file and its directory entry.  Linking before
-the fsync lets a journalling file system make the file's data, its inode and its new
-directory entry durable in one journal commit; and the file's fsync, the directories'
-fsyncs and the writer's own work overlap instead of adding up.
+A row is therefore never durable before its file.  Linking before the fsync lets ext4 make
+the file's data, its inode and its new directory entry durable in ONE journal commit (the
+directory fsync then finds nothing left to write): two device flushes per instance (file,
+catalog) instead of three, and concurrent instances share them.
 
 A file at a final name without a row is an orphan: from a group that failed, or left by a
-crash (complete or not: a directory entry may be durable before its file's data).  A taken
-name is settled under the write transaction: if a row refers to it, the file is replaced
-only under the ``overwrite`` policy; if none does, no committed row can ever refer to that
-file, so it is replaced.  Another process's group may have linked that name a moment before
-and not committed yet; when it commits it finds this row and, under ``keep_first``, keeps
-it and leaves the file alone, or, under ``overwrite``, sees its file is no longer there
-(inode) and puts it back before writing its row: a row always describes the bytes at its
-path.
+crash (complete or not).  A taken name is settled under the write transaction: if a row
+refers to it, the file is replaced only under the ``overwrite`` policy; if none does, no
+committed row can ever refer to that file, so it is replaced.  Another process's group
+may have linked that name a moment before and not committed yet; when it commits it finds
+this row and, under ``keep_first``, keeps it and leaves the file alone, or, under
+``overwrite``, sees its file is no longer there (inode) and puts it back before writing
+its row: a row always describes the bytes at its path.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from dataclasses import dataclass, field
 
 from xvactor.dicom.part10 import fsync_directory
 
-__all__ = ["GroupPlacement", "Linked", "Placement", "fsync_file"]
+__all__ = ["GroupPlacement", "Linked", "Placement"]
 
 _DIRECTORY_CACHE = 4096
 """Series directories remembered as existing (the cache is cleared when full)."""
@@ -43,21 +42,10 @@ _DIRECTORY_CACHE = 4096
 
 @dataclass(frozen=True)
 class Linked:
-    """A spool file linked at its final name, before the transaction (step 1)."""
+    """A spool file linked at its final name and made durable, before the transaction."""
 
     final: str
     inode: int
-    directories: tuple[str, ...]
-    """Directories that gained an entry or were created, deepest first: to fsync."""
-
-
-def fsync_file(path: str) -> None:
-    """fsync the file at ``path`` (its data and inode: PS3.7 leaves durability to us)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Placement:
@@ -72,22 +60,27 @@ class Placement:
         """Start placing the files of one commit group."""
         return GroupPlacement(self)
 
-    def link(self, spool: str, relative: str) -> Linked | None:
+    def link_durably(self, spool: str, relative: str) -> Linked | None:
         """Step 1 for one file, on the caller's thread: ``None`` if the name is taken.
 
-        The file and the directories are not fsynced here (see the module docstring).
+        Concurrent callers' fsyncs share the file system's journal commits, and the
+        catalog writer is left with the transaction alone.
 
         Raises
         ------
         OSError
-            The file could not be linked (then it is not left linked).
+            The file could not be linked or made durable (then it is not left linked).
         """
         placing = GroupPlacement(self)
         if not placing.link_new(spool, relative):
             return None
+        try:
+            placing.make_durable()
+        except OSError:
+            placing.take_back()
+            raise
         final = placing.placed[0]
-        directories = tuple(sorted(placing.directories, key=len, reverse=True))
-        return Linked(final=final, inode=placing.inodes[final], directories=directories)
+        return Linked(final=final, inode=placing.inodes[final])
 
     def unlink(self, linked: Linked) -> None:
         """Take back a file :meth:`link_durably` linked (if it is still that file)."""
@@ -200,7 +193,11 @@ class GroupPlacement:
     def make_durable(self) -> None:
         """fsync every file placed since the last call, then the directories that changed."""
         for path in self.unsynced:
-            fsync_file(path)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         self.unsynced.clear()
         for directory in sorted(self.directories, key=len, reverse=True):
             fsync_directory(directory)
