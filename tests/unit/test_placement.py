@@ -6,6 +6,7 @@ import errno
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -104,11 +105,16 @@ def test_an_orphan_at_the_final_name_is_replaced(tmp_path: Path, writer: Catalog
 def test_files_and_directories_are_durable_before_the_commit(
     tmp_path: Path, writer: CatalogWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    r = record(study="7.7", series="7.7.1")
+    source = spool(tmp_path, b"data")
     events: list[str] = []
     real_fsync = os.fsync
 
     def fsync(fd: int) -> None:
-        target = os.readlink(f"/proc/self/fd/{fd}").removeprefix(str(tmp_path))
+        if os.fstat(fd).st_ino == source.stat().st_ino:
+            target = f"/{r.path}"  # fsynced through the spool name, the same file
+        else:
+            target = os.readlink(f"/proc/self/fd/{fd}").removeprefix(str(tmp_path))
         # Another connection must not see the row yet: the commit comes after.
         events.append(f"fsync {target} with {len(rows(tmp_path))} rows committed")
         real_fsync(fd)
@@ -120,8 +126,7 @@ def test_files_and_directories_are_durable_before_the_commit(
 
     monkeypatch.setattr(placement_module.os, "fsync", fsync)
     monkeypatch.setattr(writer_module, "write_batch", recording_write_batch)
-    r = record(study="7.7", series="7.7.1")
-    writer.file(r, spool(tmp_path, b"data"), replace=False, timeout=5)
+    writer.file(r, source, replace=False, timeout=5)
     assert events == [
         f"fsync /{r.path} with 0 rows committed",
         "fsync /studies/7.7/7.7.1 with 0 rows committed",
@@ -130,6 +135,49 @@ def test_files_and_directories_are_durable_before_the_commit(
         "committed",
     ]
     assert rows(tmp_path) == [r.path]
+
+
+def test_a_group_fsyncs_each_directory_once(
+    tmp_path: Path, writer: CatalogWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if os.path.isdir(path):
+            synced.append(path.removeprefix(str(tmp_path)))
+        real_fsync(fd)
+
+    monkeypatch.setattr(placement_module.os, "fsync", fsync)
+    writer.file(
+        record(study="6.6", series="6.6.1"), spool(tmp_path, b"a"), replace=False, timeout=5
+    )
+    synced.clear()
+    release = threading.Event()
+    blocked = threading.Thread(
+        target=writer.call, args=(lambda conn: release.wait(5),), kwargs={"timeout": 5}
+    )
+    blocked.start()  # the writer is busy: the next three requests queue up as one group
+    filers = [
+        threading.Thread(
+            target=writer.file,
+            args=(record(study="6.6", series="6.6.1"), spool(tmp_path, bytes([n]))),
+            kwargs={"replace": False, "timeout": 5},
+        )
+        for n in range(3)
+    ]
+    for filer in filers:
+        filer.start()
+    deadline = time.monotonic() + 5
+    while writer.queued < 3:
+        assert time.monotonic() < deadline, "the three requests never queued"
+        time.sleep(0.01)
+    release.set()
+    for thread in (blocked, *filers):
+        thread.join()
+    assert synced == ["/studies/6.6/6.6.1"]
+    assert len(rows(tmp_path)) == 4
 
 
 def test_a_failed_fsync_leaves_neither_file_nor_row(

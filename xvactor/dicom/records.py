@@ -8,6 +8,7 @@ bulk data) travels alongside as raw bytes, so any other attribute can be matched
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import msgspec
 from pydicom.charset import decode_bytes, python_encoding
@@ -17,7 +18,7 @@ from pydicom.multival import MultiValue
 
 from xvactor.dicom.status import CannotUnderstand
 
-__all__ = ["InstanceRecord", "record_from_header", "valid_uid"]
+__all__ = ["KEY_TAGS", "InstanceRecord", "record_from_header", "valid_uid"]
 
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
@@ -86,6 +87,8 @@ _KEYS: tuple[tuple[str, int, str], ...] = (
     ("instance_number", 0x00200013, "IS"),
     ("specific_character_set", 0x00080005, "CS"),
 )
+KEY_TAGS = frozenset(tag for _, tag, _ in _KEYS)
+"""The tags whose raw values :func:`record_from_header` reads (character set included)."""
 _CHARACTER_SET_VRS = frozenset({"PN", "LO", "SH"})
 _PN_DELIMITERS = {0x5C, 0x3D, 0x5E}  # backslash, =, ^ (PS3.5 6.2, 6.1.2.5.3)
 _TEXT_DELIMITERS = {0x5C}
@@ -129,6 +132,13 @@ def _element_text(ds: Dataset, tag: int, vr: str, encodings: list[str]) -> str:
     return str(value)
 
 
+def _texts_from_raw(raw_values: Mapping[int, bytes]) -> dict[str, str]:
+    """:func:`_texts` from raw value bytes (an absent tag reads as empty)."""
+    charset = _decode(raw_values.get(0x00080005, b""), "CS", ["iso8859"])
+    encodings = _encodings(charset)
+    return {key: _decode(raw_values.get(tag, b""), vr, encodings) for key, tag, vr in _KEYS}
+
+
 def _texts(ds: Dataset) -> dict[str, str]:
     """The indexed keys, read from the raw bytes (no value conversion or validation)."""
     charset = _element_text(ds, 0x00080005, "CS", ["iso8859"])
@@ -137,7 +147,7 @@ def _texts(ds: Dataset) -> dict[str, str]:
 
 
 def record_from_header(
-    ds: Dataset,
+    ds: Dataset | Mapping[int, bytes],
     *,
     affected_sop_class_uid: str,
     affected_sop_instance_uid: str,
@@ -151,6 +161,9 @@ def record_from_header(
 ) -> InstanceRecord:
     """Build the catalog record, checking what the node needs to file the instance.
 
+    ``ds``: the dataset as pydicom read it, or the raw values of :data:`KEY_TAGS` as
+    ``xvactor.dicom.scan`` found them.  ``header``: its bytes up to the bulk data.
+
     Raises
     ------
     CannotUnderstand
@@ -158,7 +171,7 @@ def record_from_header(
         SOP Instance UID differs from the command's Affected SOP Instance UID.
     """
     try:
-        values = _texts(ds)
+        values = _texts(ds) if isinstance(ds, Dataset) else _texts_from_raw(ds)
     except Exception as exc:  # pydicom converts lazily: any malformed element lands here
         raise CannotUnderstand(f"Cannot decode dataset: {exc}") from exc
     for keyword, key in (

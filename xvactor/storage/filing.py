@@ -27,10 +27,12 @@ import io
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+from pydicom.dataset import Dataset
 
 from xvactor.catalog.writer import CatalogWriter
 from xvactor.config import DuplicatePolicy
@@ -40,7 +42,8 @@ from xvactor.dicom.part10 import (
     read_header_from,
     read_header_in,
 )
-from xvactor.dicom.records import InstanceRecord, record_from_header
+from xvactor.dicom.records import KEY_TAGS, InstanceRecord, record_from_header
+from xvactor.dicom.scan import scan_header
 from xvactor.dicom.status import CannotUnderstand, DuplicateInstance, OutOfResources
 
 __all__ = [
@@ -161,6 +164,7 @@ class Filing:
         settings = self._settings
         if settings.min_free_bytes and _free_bytes(settings.data_dir) < settings.min_free_bytes:
             raise OutOfResources("Free disk space below the configured floor")
+        syntax = received.transfer_syntax_uid
         with open(received.source, "rb") as fp:
             head = fp.read(_HEAD_BYTES)
             try:
@@ -168,23 +172,29 @@ class Filing:
             except ValueError as exc:
                 raise CannotUnderstand(f"Spooled dataset unreadable: {exc}") from exc
             size = os.fstat(fp.fileno()).st_size
-            try:
-                header = read_header_in(head, offset, received.transfer_syntax_uid, size=size)
-                if header is None:  # the header runs past the first bytes read
-                    header = read_header_from(fp, offset, received.transfer_syntax_uid)
-            except Exception as exc:
-                raise CannotUnderstand(f"Cannot parse dataset: {exc}") from exc
+            scanned = scan_header(head, offset, syntax, complete=len(head) >= size, wanted=KEY_TAGS)
+            values: Dataset | Mapping[int, bytes]
+            if scanned is not None:
+                values, raw = scanned.values, head[offset : scanned.end]
+            else:  # not walked to its end here: pydicom reads it (or says why)
+                try:
+                    header = read_header_in(head, offset, syntax, size=size)
+                    if header is None:  # the header runs past the first bytes read
+                        header = read_header_from(fp, offset, syntax)
+                except Exception as exc:
+                    raise CannotUnderstand(f"Cannot parse dataset: {exc}") from exc
+                values, raw = header.dataset, header.raw
         record = record_from_header(
-            header.dataset,
+            values,
             affected_sop_class_uid=received.affected_sop_class_uid,
             affected_sop_instance_uid=received.affected_sop_instance_uid,
-            transfer_syntax_uid=received.transfer_syntax_uid,
+            transfer_syntax_uid=syntax,
             path="",
             size=size,
             dataset_offset=offset,
             calling_ae_title=received.calling_ae_title,
             received_at=time.time(),
-            header=header.raw,
+            header=raw,
         )
         relative = (
             f"{STUDIES_DIR}/{record.study_instance_uid}/{record.series_instance_uid}"
