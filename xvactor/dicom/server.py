@@ -406,6 +406,8 @@ class InboundServer:
             affected_sop_instance_uid=request.sop_instance_uid,
             transfer_syntax_uid=request.transfer_syntax_uid,
             calling_ae_title=str(assoc.requestor.ae_title),
+            head=request.head,
+            size=request.size,
         )
         try:
             self._filing.store(received)

@@ -47,6 +47,7 @@ from pynetdicom.pdu_primitives import P_DATA
 
 from xvactor.dicom.commands import StoreRequest, decode_c_store_rq
 from xvactor.dicom.part10 import FileMeta, encode_file_meta
+from xvactor.dicom.spoolfile import SpoolFile
 
 __all__ = ["SPOOL_ERROR", "SpoolSettings", "SpooledStore", "install"]
 
@@ -73,6 +74,10 @@ class SpooledStore:
     error: BaseException | None
     data: bytes | None = None
     """The dataset, when it was spooled in memory instead of to ``path``."""
+    head: bytes | None = None
+    """The first bytes of the file at ``path`` (``None``: read them from it)."""
+    size: int = 0
+    """The size of the file at ``path`` (with ``head``)."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,7 @@ class _MemorySpool(BytesIO):
 
 def _create(path: Path) -> BinaryIO:
     """Create a spool file (a seam: tests put a full disk here)."""
-    return path.open("xb")
+    return cast(BinaryIO, SpoolFile(path))
 
 
 def _open_spool(
@@ -132,7 +137,10 @@ def _fail(message: DIMSEMessage, exc: BaseException) -> None:
     LOGGER.warning("cannot spool C-STORE dataset: %s", exc)
     spool = cast("BinaryIO | None", message._data_set_file)
     if spool is not None:
-        spool.close()
+        if isinstance(spool, SpoolFile):
+            spool.discard()  # nothing more of it is written
+        else:
+            spool.close()
         if not isinstance(spool, _MemorySpool):
             Path(spool.name).unlink(missing_ok=True)
     message._data_set_file = None
@@ -183,8 +191,12 @@ def _spooled(message: DIMSEMessage, assoc: Association, request: StoreRequest) -
     context_id = cast(int, message.context_id)
     spool = cast("BinaryIO | None", message._data_set_file)
     data = spool.getvalue() if isinstance(spool, _MemorySpool) else None
+    head: bytes | None = None
+    size = 0
     if spool is not None:
         spool.close()
+        if isinstance(spool, SpoolFile):
+            head, size = spool.head, spool.size
     return SpooledStore(
         context_id=context_id,
         message_id=request.message_id,
@@ -194,6 +206,8 @@ def _spooled(message: DIMSEMessage, assoc: Association, request: StoreRequest) -
         path=cast("Path | None", message._data_set_path),
         error=getattr(message, SPOOL_ERROR, None),
         data=data,
+        head=head,
+        size=size,
     )
 
 

@@ -44,6 +44,7 @@ from xvactor.dicom.part10 import (
 )
 from xvactor.dicom.records import KEY_TAGS, InstanceRecord, record_from_header
 from xvactor.dicom.scan import scan_header
+from xvactor.dicom.spoolfile import HEAD_BYTES
 from xvactor.dicom.status import CannotUnderstand, DuplicateInstance, OutOfResources
 
 __all__ = [
@@ -62,7 +63,7 @@ SPOOL_DIR = ".spool"
 SECRET_FILE = ".deidentification-secret"  # noqa: S105 - a file name, not a secret
 STUDIES_DIR = "studies"
 
-_HEAD_BYTES = 65536
+_HEAD_BYTES = HEAD_BYTES
 """Read at once to parse a header from memory; a longer header is read from the file."""
 
 
@@ -91,6 +92,10 @@ class Received:
     affected_sop_instance_uid: str
     transfer_syntax_uid: str
     calling_ae_title: str
+    head: bytes | None = None
+    """The file's first bytes, as spooled (``None``: read them from ``source``)."""
+    size: int = 0
+    """The file's size (with ``head``)."""
 
 
 @dataclass(frozen=True)
@@ -165,25 +170,28 @@ class Filing:
         if settings.min_free_bytes and _free_bytes(settings.data_dir) < settings.min_free_bytes:
             raise OutOfResources("Free disk space below the configured floor")
         syntax = received.transfer_syntax_uid
-        with open(received.source, "rb") as fp:
-            head = fp.read(_HEAD_BYTES)
+        head, size = received.head, received.size
+        if head is None:
+            with open(received.source, "rb") as fp:
+                head = fp.read(_HEAD_BYTES)
+                size = os.fstat(fp.fileno()).st_size
+        try:
+            offset = dataset_offset(io.BytesIO(head))
+        except ValueError as exc:
+            raise CannotUnderstand(f"Spooled dataset unreadable: {exc}") from exc
+        scanned = scan_header(head, offset, syntax, complete=len(head) >= size, wanted=KEY_TAGS)
+        values: Dataset | Mapping[int, bytes]
+        if scanned is not None:
+            values, raw = scanned.values, head[offset : scanned.end]
+        else:  # not walked to its end here: pydicom reads it (or says why)
             try:
-                offset = dataset_offset(io.BytesIO(head))
-            except ValueError as exc:
-                raise CannotUnderstand(f"Spooled dataset unreadable: {exc}") from exc
-            size = os.fstat(fp.fileno()).st_size
-            scanned = scan_header(head, offset, syntax, complete=len(head) >= size, wanted=KEY_TAGS)
-            values: Dataset | Mapping[int, bytes]
-            if scanned is not None:
-                values, raw = scanned.values, head[offset : scanned.end]
-            else:  # not walked to its end here: pydicom reads it (or says why)
-                try:
-                    header = read_header_in(head, offset, syntax, size=size)
-                    if header is None:  # the header runs past the first bytes read
+                header = read_header_in(head, offset, syntax, size=size)
+                if header is None:  # the header runs past the first bytes read
+                    with open(received.source, "rb") as fp:
                         header = read_header_from(fp, offset, syntax)
-                except Exception as exc:
-                    raise CannotUnderstand(f"Cannot parse dataset: {exc}") from exc
-                values, raw = header.dataset, header.raw
+            except Exception as exc:
+                raise CannotUnderstand(f"Cannot parse dataset: {exc}") from exc
+            values, raw = header.dataset, header.raw
         record = record_from_header(
             values,
             affected_sop_class_uid=received.affected_sop_class_uid,
