@@ -228,6 +228,9 @@ class NodeConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     across processes."""
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
     min_free_disk_mb: int = 256
+    direct_io: bool = True
+    """Write received objects of 256 KiB and more with ``O_DIRECT`` (around the page
+    cache; ``xvactor.dicom.spoolfile``).  False: through the page cache, as DCMTK does."""
     timeouts: Timeouts = Timeouts()
     mailboxes: Mailboxes = Mailboxes()
     sender: Sender = Sender()

@@ -39,7 +39,7 @@ def test_disk_full_while_spooling_answers_a700_and_keeps_the_association(
     make_node: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     handle = make_node()
-    monkeypatch.setattr(spool_module, "_create", lambda path: _FillsUp(path, 4096))
+    monkeypatch.setattr(spool_module, "_create", lambda path, direct_io: _FillsUp(path, 4096))
     status = send(handle, make_dataset(rows=128, columns=128))
     assert status.Status == 0xA700
     assert status.ErrorComment == "Out of disk space"

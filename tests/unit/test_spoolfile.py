@@ -63,6 +63,23 @@ def test_large_objects_bypass_the_page_cache_and_small_ones_do_not(
     assert (tmp_path / "large.dcm").read_bytes() == data
 
 
+def test_direct_io_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    direct: list[bool] = []
+    real = SpoolFile._set_direct
+
+    def spy(self: SpoolFile, on: bool) -> None:
+        direct.append(on)
+        real(self, on)
+
+    monkeypatch.setattr(SpoolFile, "_set_direct", spy)
+    data = os.urandom(2 * STAGE_BYTES + 3)
+    spool = SpoolFile(tmp_path / "a.dcm", direct_io=False)
+    spool.write(data)
+    spool.close()
+    assert True not in direct
+    assert (tmp_path / "a.dcm").read_bytes() == data
+
+
 def test_a_file_system_without_o_direct_gets_buffered_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

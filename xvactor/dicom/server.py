@@ -117,6 +117,7 @@ class InboundServer:
             implementation_version_name=config.implementation_version_name,
             on_store=self._on_spooled_store,
             in_memory=lambda assoc: self._log_for(assoc).anonymize,
+            direct_io=config.direct_io,
         )
         self._slots = AssociationSlots(
             config.data_path.resolve() / SLOTS_DIR, config.max_associations

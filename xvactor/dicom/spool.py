@@ -90,6 +90,8 @@ class SpoolSettings:
     on_store: Callable[[Association, SpooledStore], None]
     """Stores a completed C-STORE-RQ and sends its C-STORE-RSP (on the DUL thread)."""
     in_memory: Callable[[Association], bool] = lambda _assoc: False
+    direct_io: bool = True
+    """Write large datasets around the page cache (``xvactor.dicom.spoolfile``)."""
     """Whether this association's datasets must not touch the disk as received (they are
     to be de-identified first): they are then kept in memory, in ``SpooledStore.data``."""
 
@@ -100,9 +102,9 @@ class _MemorySpool(BytesIO):
     name = "<memory>"
 
 
-def _create(path: Path) -> BinaryIO:
+def _create(path: Path, direct_io: bool = True) -> BinaryIO:
     """Create a spool file (a seam: tests put a full disk here)."""
-    return cast(BinaryIO, SpoolFile(path))
+    return cast(BinaryIO, SpoolFile(path, direct_io=direct_io))
 
 
 def _open_spool(
@@ -123,7 +125,7 @@ def _open_spool(
         return
     path = settings.directory / f"{uuid.uuid4().hex}.dcm"
     try:
-        spool = _create(path)
+        spool = _create(path, settings.direct_io)
         spool.write(encode_file_meta(meta))
     except (OSError, UnicodeEncodeError) as exc:
         _fail(message, exc)

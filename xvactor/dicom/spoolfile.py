@@ -57,6 +57,8 @@ def _give_back(buffer: mmap.mmap) -> None:
 class SpoolFile:
     """A write-only file, created exclusively at ``path`` (see the module docstring).
 
+    ``direct_io=False``: every write goes through the page cache.
+
     Raises
     ------
     OSError
@@ -64,7 +66,7 @@ class SpoolFile:
         I/O error).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, direct_io: bool = True) -> None:
         self.name = os.fspath(path)
         self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         self._buffer: mmap.mmap | None = _take_buffer()
@@ -72,7 +74,7 @@ class SpoolFile:
         self._fill = 0
         self._written = 0
         """Bytes already in the file."""
-        self._direct = _O_DIRECT != 0
+        self._direct = direct_io and _O_DIRECT != 0
         """``O_DIRECT`` may still be used (the file offset is aligned, the fs takes it)."""
         self._direct_on = False
         self._head: bytes | None = None
