@@ -6,7 +6,6 @@ import errno
 import os
 import sqlite3
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -135,49 +134,6 @@ def test_files_and_directories_are_durable_before_the_commit(
         "committed",
     ]
     assert rows(tmp_path) == [r.path]
-
-
-def test_a_group_fsyncs_each_directory_once(
-    tmp_path: Path, writer: CatalogWriter, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        path = os.readlink(f"/proc/self/fd/{fd}")
-        if os.path.isdir(path):
-            synced.append(path.removeprefix(str(tmp_path)))
-        real_fsync(fd)
-
-    monkeypatch.setattr(placement_module.os, "fsync", fsync)
-    writer.file(
-        record(study="6.6", series="6.6.1"), spool(tmp_path, b"a"), replace=False, timeout=5
-    )
-    synced.clear()
-    release = threading.Event()
-    blocked = threading.Thread(
-        target=writer.call, args=(lambda conn: release.wait(5),), kwargs={"timeout": 5}
-    )
-    blocked.start()  # the writer is busy: the next three requests queue up as one group
-    filers = [
-        threading.Thread(
-            target=writer.file,
-            args=(record(study="6.6", series="6.6.1"), spool(tmp_path, bytes([n]))),
-            kwargs={"replace": False, "timeout": 5},
-        )
-        for n in range(3)
-    ]
-    for filer in filers:
-        filer.start()
-    deadline = time.monotonic() + 5
-    while writer.queued < 3:
-        assert time.monotonic() < deadline, "the three requests never queued"
-        time.sleep(0.01)
-    release.set()
-    for thread in (blocked, *filers):
-        thread.join()
-    assert synced == ["/studies/6.6/6.6.1"]
-    assert len(rows(tmp_path)) == 4
 
 
 def test_a_failed_fsync_leaves_neither_file_nor_row(

@@ -3,11 +3,10 @@
 One thread owns the catalog connection.  Callers on any thread (a receiving association's
 own thread, or a worker thread of an actor) link and fsync their instance's file at its
 final name, queue a request and block on its ticket; the writer takes every request queued
-so far into ONE transaction (group commit), fsyncs the directories the group's files
-entered, settles the files whose name was taken, commits, and answers each from that
-commit (``xvactor.storage.placement``).  Concurrent C-STOREs therefore share one catalog
-fsync and one fsync per directory, and a reply never precedes the commit that holds its
-row.  While a commit runs, new requests gather in the queue and form the next group.
+so far into ONE transaction (group commit), settles the files whose name was taken,
+commits, and answers each from that commit (``xvactor.storage.placement``).  Concurrent
+C-STOREs therefore share one catalog fsync, and a reply never precedes the commit that
+holds its row.  While a commit runs, new requests gather in the queue and form the next group.
 
 Why a thread and not the event loop: handing a request to the loop and back costs two
 thread wake-ups (about 0.4 ms measured in place on the 2-core VM this runs on, more than
@@ -35,7 +34,6 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
 from xvactor.catalog.sqlite import IndexOutcome, open_catalog, write_batch
-from xvactor.dicom.part10 import fsync_directory
 from xvactor.dicom.records import InstanceRecord
 from xvactor.dicom.status import OutOfResources
 from xvactor.storage.placement import Linked, Placement
@@ -301,15 +299,12 @@ def _commit(conn: sqlite3.Connection, group: list[_Index], placement: Placement 
         if job.linked is not None and files is not None:
             files.adopt(job.linked)
         linked[position] = job.linked is not None
-    failed = _sync_directories(group)
 
     def place(position: int, previous_path: str | None) -> None:
         job = group[position]
         if files is None or job.spool is None:
             return  # nothing to place
         relative = job.record.path
-        if position in failed:
-            raise failed[position]  # its directory entry is not durable: no row
         if linked.get(position) and files.still_ours(relative):
             return  # linked under its own name already
         # The name was taken, or another process's group replaced what we linked there.
@@ -343,26 +338,6 @@ def _commit(conn: sqlite3.Connection, group: list[_Index], placement: Placement 
             job.ticket.settle(None, outcome)
         else:
             job.ticket.settle(outcome, None)
-
-
-def _sync_directories(group: list[_Index]) -> dict[int, OSError]:
-    """fsync the directories the group's linked files entered (deepest first, each once).
-
-    Returns, for each position whose directory could not be made durable, why.
-    """
-    positions: dict[str, list[int]] = {}
-    for position, job in enumerate(group):
-        if job.linked is not None:
-            for directory in job.linked.directories:
-                positions.setdefault(directory, []).append(position)
-    failed: dict[int, OSError] = {}
-    for directory in sorted(positions, key=len, reverse=True):
-        try:
-            fsync_directory(directory)
-        except OSError as exc:
-            for position in positions[directory]:
-                failed.setdefault(position, exc)
-    return failed
 
 
 def _fail(group: list[_Index], exc: Exception) -> None:

@@ -90,10 +90,10 @@ class SpoolSettings:
     on_store: Callable[[Association, SpooledStore], None]
     """Stores a completed C-STORE-RQ and sends its C-STORE-RSP (on the DUL thread)."""
     in_memory: Callable[[Association], bool] = lambda _assoc: False
-    direct_io: bool = True
-    """Write large datasets around the page cache (``xvactor.dicom.spoolfile``)."""
     """Whether this association's datasets must not touch the disk as received (they are
     to be de-identified first): they are then kept in memory, in ``SpooledStore.data``."""
+    direct_io: bool = True
+    """Write large datasets around the page cache (``xvactor.dicom.spoolfile``)."""
 
 
 class _MemorySpool(BytesIO):

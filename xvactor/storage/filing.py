@@ -63,9 +63,6 @@ SPOOL_DIR = ".spool"
 SECRET_FILE = ".deidentification-secret"  # noqa: S105 - a file name, not a secret
 STUDIES_DIR = "studies"
 
-_HEAD_BYTES = HEAD_BYTES
-"""Read at once to parse a header from memory; a longer header is read from the file."""
-
 
 @dataclass(frozen=True)
 class StorageSettings:
@@ -173,7 +170,7 @@ class Filing:
         head, size = received.head, received.size
         if head is None:
             with open(received.source, "rb") as fp:
-                head = fp.read(_HEAD_BYTES)
+                head = fp.read(HEAD_BYTES)  # a longer header is read from the file
                 size = os.fstat(fp.fileno()).st_size
         try:
             offset = dataset_offset(io.BytesIO(head))
