@@ -58,7 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
     import anyio  # noqa: PLC0415 - keep `xvactor --help` fast
 
     from xvactor.config import ConfigError, Overrides, load_config  # noqa: PLC0415
-    from xvactor.node import run_node  # noqa: PLC0415
+    from xvactor.node import run_node, tune_receiving_process  # noqa: PLC0415
 
     try:
         config = load_config(
@@ -72,6 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    tune_receiving_process()
     try:
         anyio.run(run_node, config)
     except KeyboardInterrupt:

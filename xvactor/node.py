@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -53,9 +54,33 @@ from xvactor.runtime import (
 )
 from xvactor.storage.filing import Filing
 
-__all__ = ["Node", "WorkerRole", "build_node", "run_node", "running_node"]
+__all__ = [
+    "RECEIVE_SWITCH_INTERVAL",
+    "Node",
+    "WorkerRole",
+    "build_node",
+    "run_node",
+    "running_node",
+    "tune_receiving_process",
+]
 
 LOGGER = logging.getLogger("xvactor.node")
+
+RECEIVE_SWITCH_INTERVAL = 0.001
+"""Seconds a Python thread may hold the GIL while another asks for it, in a receiving
+process (CPython's default is 0.005).  An association's thread back from the disk or the
+socket otherwise waits up to 5 ms for another association's thread running Python: with
+four CT associations on two workers, 1 ms received 6-8% more instances per second (medians
+of four alternating runs each), with one association no difference beyond noise."""
+
+
+def tune_receiving_process() -> None:
+    """Settings for a process that runs a node (``xvactor serve``, a receive worker).
+
+    Not applied by the library on its own: an application embedding xvactor keeps its own.
+    """
+    sys.setswitchinterval(RECEIVE_SWITCH_INTERVAL)
+
 
 SENDERS_SHUTDOWN = 60.0
 """Seconds the senders get to finish the C-STORE in flight and release their associations."""

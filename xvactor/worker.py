@@ -21,7 +21,7 @@ import msgspec
 
 from xvactor.actors.receivers import WORKER_CONFIG_ENV
 from xvactor.config import NodeConfig
-from xvactor.node import WorkerRole, running_node
+from xvactor.node import WorkerRole, running_node, tune_receiving_process
 
 __all__ = ["main"]
 
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     sockets = tuple(socket.socket(fileno=int(fd)) for fd in args.fds.split(","))
     role = WorkerRole(index=args.index, sockets=sockets)
+    tune_receiving_process()
     try:
         anyio.run(_serve, config, role, args.ready_fd)
     except Exception as exc:  # one line for the node's log, no traceback
