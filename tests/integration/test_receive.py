@@ -173,3 +173,21 @@ def test_latin1_names_indexed_and_read_back_intact(node: NodeHandle, tmp_path: P
     stored = stored_path(node, ds)
     assert b"M\xfcller^J\xfcrgen" in stored.read_bytes()
     assert str(pydicom.dcmread(stored).PatientName) == "Müller^Jürgen"
+
+
+@pytest.mark.parametrize(
+    "rows", [254, 256, 258, 724], ids=["under-stage", "about-stage", "over-stage", "1MB"]
+)
+def test_sizes_around_the_spools_staging_buffer_kept_bit_for_bit(
+    node: NodeHandle, tmp_path: Path, rows: int
+) -> None:
+    """Objects from just under to several times the 256 KiB buffer written with O_DIRECT."""
+    ds = make_dataset(rows=rows, columns=512, seed=rows)
+    source = write_in_transfer_syntax(ds, ExplicitVRLittleEndian, tmp_path / "in.dcm")
+    storescu(node, source, extra=("-xe",))
+    stored = stored_path(node, ds)
+    assert dataset_bytes(stored) == dataset_bytes(source)
+    size = stored.stat().st_size
+    assert node.catalog_rows(
+        "SELECT size FROM instances WHERE sop_instance_uid = ?", ds.SOPInstanceUID
+    ) == [(size,)]
