@@ -17,6 +17,7 @@ reading the file back from the disk.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import mmap
@@ -130,9 +131,10 @@ class SpoolFile:
             self._release()
 
     def discard(self) -> None:
-        """Close without writing what is staged (after a failure)."""
+        """Close without writing what is staged (after a failure, which it must not mask)."""
         if self._view is not None:
-            self._release()
+            with contextlib.suppress(OSError):
+                self._release()
 
     def _release(self) -> None:
         view, buffer = self._view, self._buffer
