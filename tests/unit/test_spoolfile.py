@@ -39,17 +39,23 @@ def test_the_file_holds_exactly_what_was_written(tmp_path: Path, size: int) -> N
     assert path.read_bytes() == data
 
 
-def test_large_objects_bypass_the_page_cache_and_small_ones_do_not(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    direct: list[bool] = []
+@pytest.fixture
+def direct(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Every switch of ``O_DIRECT`` on (``True``) or off, in order."""
+    switches: list[bool] = []
     real = SpoolFile._set_direct
 
     def spy(self: SpoolFile, on: bool) -> None:
-        direct.append(on)
+        switches.append(on)
         real(self, on)
 
     monkeypatch.setattr(SpoolFile, "_set_direct", spy)
+    return switches
+
+
+def test_large_objects_bypass_the_page_cache_and_small_ones_do_not(
+    tmp_path: Path, direct: list[bool]
+) -> None:
     small = SpoolFile(tmp_path / "small.dcm")
     small.write(os.urandom(STAGE_BYTES - 1))
     small.close()
@@ -63,15 +69,7 @@ def test_large_objects_bypass_the_page_cache_and_small_ones_do_not(
     assert (tmp_path / "large.dcm").read_bytes() == data
 
 
-def test_direct_io_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    direct: list[bool] = []
-    real = SpoolFile._set_direct
-
-    def spy(self: SpoolFile, on: bool) -> None:
-        direct.append(on)
-        real(self, on)
-
-    monkeypatch.setattr(SpoolFile, "_set_direct", spy)
+def test_direct_io_can_be_turned_off(tmp_path: Path, direct: list[bool]) -> None:
     data = os.urandom(2 * STAGE_BYTES + 3)
     spool = SpoolFile(tmp_path / "a.dcm", direct_io=False)
     spool.write(data)

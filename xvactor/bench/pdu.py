@@ -22,6 +22,8 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from xvactor.dicom.commands import pdv_headers
+
 __all__ = [
     "ABORT",
     "APPLICATION_CONTEXT",
@@ -183,15 +185,6 @@ def decode_associate_rj(body: bytes) -> AssociateReject:
     if len(body) < 4:
         raise ValueError("A-ASSOCIATE-RJ too short")
     return AssociateReject(result=body[1], source=body[2], reason=body[3])
-
-
-def pdv_headers(length: int, context_id: int, control: int) -> bytes:
-    """The P-DATA-TF header and PDV item header for one PDV of ``length`` bytes.
-
-    ``control`` is the Message Control Header (PS3.8 Annex E.2): bit 0 set for a command
-    fragment, bit 1 set for the last fragment.
-    """
-    return struct.pack(">BBIIBB", P_DATA_TF, 0, length + 6, length + 2, context_id, control)
 
 
 def iter_pdvs(body: bytes) -> Iterator[tuple[int, int, bytes]]:

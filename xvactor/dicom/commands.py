@@ -21,8 +21,8 @@ __all__ = [
     "decode_c_store_rq",
     "encode_c_find_rsp_pending",
     "encode_c_store_rsp",
-    "p_data_tf",
     "pdv_command_last",
+    "pdv_headers",
     "pdvs_dataset",
 ]
 
@@ -73,13 +73,13 @@ def encode_c_store_rsp(
     return _element(0x0000, struct.pack("<I", len(body))) + body
 
 
-def p_data_tf(context_id: int, pdv: bytes) -> bytes:
-    """A P-DATA-TF PDU holding one presentation data value (PS3.8 9.3.5).
+def pdv_headers(length: int, context_id: int, control: int) -> bytes:
+    """The P-DATA-TF header and PDV item header for one PDV of ``length`` bytes (PS3.8 9.3.5).
 
-    ``pdv`` is the value with its message control header byte (as ``pdv_command_last``
-    returns); the item length counts the presentation context ID and the value.
+    ``control`` is the Message Control Header (PS3.8 Annex E.2): bit 0 set for a command
+    fragment, bit 1 set for the last fragment.  The value's bytes follow these headers.
     """
-    return struct.pack(">BBIIB", 0x04, 0x00, len(pdv) + 5, len(pdv) + 1, context_id) + pdv
+    return struct.pack(">BBIIBB", 0x04, 0, length + 6, length + 2, context_id, control)
 
 
 def pdv_command_last(command_set: bytes) -> bytes:

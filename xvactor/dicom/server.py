@@ -36,7 +36,7 @@ from xvactor.actors.storage import DeidentifyAndStore, InstanceStored, StorageIn
 from xvactor.config import NodeConfig, Reactor
 from xvactor.dicom import access, qr_scp, reactor, spool, tls
 from xvactor.dicom.audit import AssociationRecord
-from xvactor.dicom.commands import encode_c_store_rsp, p_data_tf, pdv_command_last
+from xvactor.dicom.commands import encode_c_store_rsp, pdv_command_last, pdv_headers
 from xvactor.dicom.contexts import (
     QR_SOP_CLASSES,
     SERVICE_TRANSFER_SYNTAXES,
@@ -340,14 +340,12 @@ class InboundServer:
         after a trip through its queues: that thread is the only one that writes to this
         socket.  Anywhere else it is queued to the DUL, which sends it in order.
         """
-        pdv = pdv_command_last(
-            encode_c_store_rsp(
-                message_id=request.message_id,
-                sop_class_uid=request.sop_class_uid,
-                sop_instance_uid=request.sop_instance_uid,
-                status=reply.status,
-                error_comment=reply.error_comment,
-            )
+        command = encode_c_store_rsp(
+            message_id=request.message_id,
+            sop_class_uid=request.sop_class_uid,
+            sop_instance_uid=request.sop_instance_uid,
+            status=reply.status,
+            error_comment=reply.error_comment,
         )
         dul = assoc.dul
         transport = dul.socket
@@ -359,12 +357,13 @@ class InboundServer:
             and dul.to_provider_queue.empty()
         ):
             try:
-                raw.sendall(p_data_tf(request.context_id, pdv))
+                raw.sendall(pdv_headers(len(command), request.context_id, 0x03) + command)
             except OSError as exc:  # the DUL sees the closed connection on its next read
                 LOGGER.info("C-STORE-RSP not sent: %s", exc)
             return
         response = P_DATA()
         # pynetdicom checks for [id, pdv] lists at run time (its annotation says tuples).
+        pdv = pdv_command_last(command)
         response.presentation_data_value_list = [[request.context_id, pdv]]  # type: ignore[list-item]
         dul.send_pdu(response)
 
