@@ -46,7 +46,7 @@ from xvactor.dicom.contexts import (
     STORAGE_TRANSFER_SYNTAXES,
     VERIFICATION,
 )
-from xvactor.dicom.scu import AssociationFailed, Peer
+from xvactor.dicom.scu import AssociationFailed, Peer, association_response
 from xvactor.dicom.status import Status, status_for
 from xvactor.dicom.tls import client_context
 
@@ -241,8 +241,8 @@ def _associate(
         return assoc
     if ae.raw_socket is not None:
         ae.raw_socket.close()
-    rj = assoc.acceptor.primitive
-    if assoc.is_rejected and rj is not None:
+    rj = association_response(assoc)
+    if rj is not None and rj.result in (0x01, 0x02):  # rejected, permanent or transient
         reason = f"({rj.result_str}, source: {rj.source_str}): {rj.reason_str}"
         raise AssociationFailed(f"association rejected by {peer} {reason}")
     if rj is None:

@@ -33,6 +33,7 @@ from typing import Any, Protocol, TypeVar
 from pynetdicom import AE, build_context, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.transport import AssociationSocket
 
 from xvactor.config import DEFAULT_IMPLEMENTATION_CLASS_UID, Destination, NodeConfig, Tls
@@ -53,6 +54,7 @@ __all__ = [
     "Peer",
     "PynetdicomPort",
     "StoreAssociation",
+    "association_response",
     "contexts_for",
 ]
 
@@ -237,9 +239,25 @@ class _SenderAE(AE):
         return sock
 
 
-def _why_not(peer: Peer, assoc: Association) -> str:
+def association_response(assoc: Association) -> A_ASSOCIATE | None:
+    """The peer's A-ASSOCIATE response (PS3.8 7.1.1), also where pynetdicom dropped it.
+
+    pynetdicom 3.0's requestor sends the A-ASSOCIATE-RQ, waits until its transport is
+    ready, and gives up if the transport is no longer connected.  A peer that rejects at
+    once and closes (dcmqrscp on loopback) may have been answered by then: the DUL has
+    queued its A-ASSOCIATE-RJ, yet the association reports neither a rejection nor a
+    response (seen in 2 of 15 runs).  The queued primitive still says what the peer said.
+    """
     primitive = assoc.acceptor.primitive
-    if assoc.is_rejected and primitive is not None:
+    if primitive is not None:
+        return primitive
+    left = assoc.dul.receive_pdu(wait=False)
+    return left if isinstance(left, A_ASSOCIATE) else None
+
+
+def _why_not(peer: Peer, assoc: Association) -> str:
+    primitive = association_response(assoc)
+    if primitive is not None and primitive.result in (0x01, 0x02):
         return (
             f"association rejected by {peer} ({primitive.result_str}, "
             f"source: {primitive.source_str}): {primitive.reason_str}"
