@@ -19,6 +19,8 @@ catalog) instead of three, and concurrent instances share them.  Where every fsy
 device flush (ext4 without a journal, as on the VMs measured here), the directory fsyncs
 still run on the filing threads, in parallel: doing them once per group on the writer
 thread, inside the commit's critical path, measured 4-6% slower with four associations.
+Instead, a directory fsync that began after another thread's link covers that link too
+(``xvactor.storage.dirsync``): associations storing one series share them.
 
 A file at a final name without a row is an orphan: from a group that failed, or left by a
 crash (complete or not).  A taken name is settled under the write transaction: if a row
@@ -35,7 +37,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from xvactor.dicom.part10 import fsync_directory
+from xvactor.storage.dirsync import DirectorySync
 
 __all__ = ["GroupPlacement", "Linked", "Placement"]
 
@@ -58,6 +60,8 @@ class Placement:
         self._root = root
         self._directories: set[str] = set()
         """Series directories known to exist (set operations are atomic under the GIL)."""
+        self.syncs = DirectorySync()
+        """Directory fsyncs, shared by the threads placing files in one directory."""
 
     def group(self) -> GroupPlacement:
         """Start placing the files of one commit group."""
@@ -124,8 +128,9 @@ class GroupPlacement:
     """Final paths this group created (removed again if the group fails)."""
     unsynced: list[str] = field(default_factory=list)
     """Files placed (created or replaced) and not yet fsynced."""
-    directories: set[str] = field(default_factory=set)
-    """Directories that gained an entry, or were created, and are not yet fsynced."""
+    directories: dict[str, int] = field(default_factory=dict)
+    """Directories that gained an entry, or were created, and are not yet fsynced, with
+    the latest such entry's number (``DirectorySync.entered``)."""
     inodes: dict[str, int] = field(default_factory=dict)
     """The inode each created final path got, to tell it from a later replacement."""
 
@@ -159,7 +164,7 @@ class GroupPlacement:
             return False
         finally:
             for path in created:
-                self.directories.add(os.path.dirname(path))
+                self._entered(os.path.dirname(path))
         self._took(final, directory)
         self.placed.append(final)
         self.inodes[final] = inode
@@ -191,7 +196,10 @@ class GroupPlacement:
 
     def _took(self, final: str, directory: str) -> None:
         self.unsynced.append(final)
-        self.directories.add(f"{self.placement._root}/{directory}")
+        self._entered(f"{self.placement._root}/{directory}")
+
+    def _entered(self, directory: str) -> None:
+        self.directories[directory] = self.placement.syncs.entered()
 
     def make_durable(self) -> None:
         """fsync every file placed since the last call, then the directories that changed."""
@@ -202,8 +210,9 @@ class GroupPlacement:
             finally:
                 os.close(fd)
         self.unsynced.clear()
+        syncs = self.placement.syncs
         for directory in sorted(self.directories, key=len, reverse=True):
-            fsync_directory(directory)
+            syncs.sync(directory, self.directories[directory])
         self.directories.clear()
 
     def drop(self, relatives: list[str]) -> None:
