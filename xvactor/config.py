@@ -222,8 +222,9 @@ class NodeConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     max_associations: int = 32
     reactor: Reactor = Reactor.EVENT_DRIVEN
     receive_processes: int = 2
-    """Worker processes that accept associations (they share the listening sockets, the
-    data directory and the catalog); 0 receives in the node's own process.  pynetdicom is
+    """Worker processes that receive associations (they share the data directory and the
+    catalog; the node's process accepts each connection and hands it to the worker with
+    the fewest associations); 0 receives in the node's own process.  pynetdicom is
     CPU-bound under its GIL, so on several cores concurrent associations pay off only
     across processes."""
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +43,7 @@ from xvactor.actors.resolver import ResolverActor, ResolverInbox
 from xvactor.actors.senders import Senders, sender_limiters
 from xvactor.actors.storage import SPOOL_DIR, StorageActor, StorageInbox, StorageSettings
 from xvactor.config import NodeConfig, QueueKind
+from xvactor.dicom.server import Channel
 from xvactor.runtime import (
     ActorRef,
     ChildSpec,
@@ -88,10 +88,11 @@ SENDERS_SHUTDOWN = 60.0
 
 @dataclass(frozen=True)
 class WorkerRole:
-    """This process is receive worker ``index``, serving on inherited ``sockets``."""
+    """This process is receive worker ``index``, serving the connections the node's
+    process hands it on inherited ``channels`` (one per listener)."""
 
     index: int
-    sockets: tuple[socket.socket, ...]
+    channels: tuple[Channel, ...]
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def build_node(config: NodeConfig, *, role: WorkerRole | None = None) -> Node:
                     limiters,
                     filing=filing,
                     spool_dir=spool_dir,
-                    sockets=role.sockets if role is not None else (),
+                    channels=role.channels if role is not None else (),
                     resolver=resolver,
                     router=router,
                 ),

@@ -1,8 +1,10 @@
 """A receive worker process: ``python -m xvactor.worker`` (started by the node, not users).
 
-It inherits the node's listening sockets (``--fds``) and its configuration (in the
-environment), runs the in-process receive tree on them, writes ``ready`` to ``--ready-fd``
-once serving, and on SIGTERM or SIGINT drains its in-flight C-STOREs and exits 0.
+It inherits one channel per listener from the node's dispatcher (``--channels``, with the
+listen ``--addresses`` they stand for) and its configuration (in the environment), runs
+the in-process receive tree on the connections handed over there, writes ``ready`` to
+``--ready-fd`` once serving, and on SIGTERM or SIGINT drains its in-flight C-STOREs and
+exits 0.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import msgspec
 
 from xvactor.actors.receivers import WORKER_CONFIG_ENV
 from xvactor.config import NodeConfig
+from xvactor.dicom.server import Channel
 from xvactor.node import WorkerRole, running_node, tune_receiving_process
 
 __all__ = ["main"]
@@ -48,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xvactor.worker")
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--ready-fd", type=int, required=True)
-    parser.add_argument("--fds", required=True)
+    parser.add_argument("--channels", required=True)
+    parser.add_argument("--addresses", required=True)
     args = parser.parse_args(argv)
     _die_with_parent()
     config = msgspec.json.decode(os.environ[WORKER_CONFIG_ENV], type=NodeConfig)
@@ -57,8 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         format=f"%(asctime)s %(levelname)s %(name)s[w{args.index}]: %(message)s",
     )
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    sockets = tuple(socket.socket(fileno=int(fd)) for fd in args.fds.split(","))
-    role = WorkerRole(index=args.index, sockets=sockets)
+    addresses = msgspec.json.decode(args.addresses, type=list[tuple[str, int]])
+    channels = tuple(
+        Channel(socket=socket.socket(fileno=int(fd)), address=address)
+        for fd, address in zip(args.channels.split(","), addresses, strict=True)
+    )
+    role = WorkerRole(index=args.index, channels=channels)
     tune_receiving_process()
     try:
         anyio.run(_serve, config, role, args.ready_fd)

@@ -11,13 +11,16 @@ from pathlib import Path
 
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.association import Association
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from tests.integration.helpers import storescu
 from xvactor.dicom.qr_scu import echo
 from xvactor.dicom.scu import Peer
 from xvactor.testing.datasets import make_dataset, write_in_transfer_syntax
 from xvactor.testing.net import wait_for_port
-from xvactor.testing.procs import ServeProcess, children
+from xvactor.testing.procs import ServeProcess, children, connection_holder
 
 pytestmark = pytest.mark.dcmtk
 
@@ -95,3 +98,56 @@ def test_the_same_instances_from_four_senders_at_once_are_filed_once(
             assert stored.stat().st_size == size
             assert stored.name == f"{uid}.dcm"
         assert list((data / ".spool").rglob("*.dcm")) == []
+
+
+def _associate(port: int) -> Association:
+    ae = AE(ae_title="HOLDER")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="NODE")
+    assert assoc.is_established
+    return assoc
+
+
+def _worker_of(serve: ServeProcess, assoc: Association) -> int:
+    transport = assoc.dul.socket
+    assert transport is not None and transport.socket is not None
+    peer_port = transport.socket.getsockname()[1]
+    holder = connection_holder(children(serve.pid), serve.port, peer_port)
+    assert holder is not None, "no receive worker holds the association"
+    return holder
+
+
+def _released(serve: ServeProcess, assoc: Association, worker: int) -> None:
+    """Release ``assoc`` and wait until its worker has closed the connection (bounded)."""
+    transport = assoc.dul.socket
+    assert transport is not None and transport.socket is not None
+    peer_port = transport.socket.getsockname()[1]
+    assoc.release()
+    deadline = time.monotonic() + 10
+    while connection_holder([worker], serve.port, peer_port) is not None:
+        assert time.monotonic() < deadline, "the worker kept a released connection"
+        time.sleep(0.01)
+
+
+def test_associations_go_to_the_worker_with_the_fewest(serve: ServeProcess) -> None:
+    """Balanced by the node, not by whichever worker wakes first (xvactor.actors.dispatcher)."""
+    held = [_associate(serve.port) for _ in range(6)]
+    workers = [_worker_of(serve, assoc) for assoc in held]
+    assert sorted(workers.count(w) for w in set(workers)) == [3, 3]
+    # The workers tell the node when associations end: with two left on one worker, each
+    # new association goes to the other one (taking turns would alternate).  Two, because
+    # the connection ServeProcess probed the port with may still hold one worker until
+    # its ACSE timeout (pynetdicom waits that long for an A-ASSOCIATE-RQ).
+    kept = workers[0]
+    keep = [i for i, worker in enumerate(workers) if worker == kept][:2]
+    for index, (assoc, worker) in enumerate(zip(held, workers, strict=True)):
+        if index not in keep:
+            _released(serve, assoc, worker)
+    went = []
+    for _ in range(8):
+        assoc = _associate(serve.port)
+        went.append(_worker_of(serve, assoc))
+        _released(serve, assoc, went[-1])
+    for index in keep:
+        held[index].release()
+    assert went.count(kept) <= 1, went  # one may race ahead of its predecessor's end

@@ -8,7 +8,6 @@ in-flight C-STOREs while storage and catalog are still running.
 from __future__ import annotations
 
 import functools
-import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import assert_never
@@ -18,7 +17,7 @@ from xvactor.actors.storage import StorageInbox
 from xvactor.config import NodeConfig
 from xvactor.dicom.qr_bridge import BridgedQueryServices, MoveRouter
 from xvactor.dicom.retrieve import prepare_for_peer
-from xvactor.dicom.server import InboundServer
+from xvactor.dicom.server import Channel, InboundServer
 from xvactor.runtime import Actor, ActorRef, Limiters, LoopBridge, Message, run_blocking
 from xvactor.storage.filing import Filing
 
@@ -49,7 +48,7 @@ class ListenerActor(Actor[ListenerInbox]):
         *,
         filing: Filing,
         spool_dir: Path,
-        sockets: Sequence[socket.socket] = (),
+        channels: Sequence[Channel] = (),
         resolver: ActorRef[ResolverInbox] | None = None,
         router: MoveRouter | None = None,
     ) -> None:
@@ -60,11 +59,11 @@ class ListenerActor(Actor[ListenerInbox]):
         self._router = router
         self._limiters = limiters
         self._spool_dir = spool_dir
-        self._sockets = sockets
+        self._channels = channels
         self._server: InboundServer | None = None
 
     async def started(self) -> None:
-        """Bind every listener (or adopt the sockets); the node is ready when this returns."""
+        """Bind every listener (or serve the channels); the node is ready when this returns."""
         bridge = LoopBridge()
         services = None
         if self._resolver is not None and self._router is not None:
@@ -81,7 +80,7 @@ class ListenerActor(Actor[ListenerInbox]):
             self._storage,
             filing=self._filing,
             spool_dir=self._spool_dir,
-            sockets=self._sockets,
+            channels=self._channels,
             query_services=services,
         )
         await run_blocking(self._limiters, "listener", server.start)

@@ -2,9 +2,9 @@
 
 pynetdicom does all its work under one process's GIL, so a single process cannot use a
 second core however many associations arrive.  With ``receive_processes = N`` the node's
-own process binds every listen address and starts N workers (``python -m
-xvactor.worker``) that inherit the listening sockets; the kernel hands each new
-connection to one of them.  Each worker runs the in-process receive tree (catalog,
+own process binds every listen address, starts N workers (``python -m xvactor.worker``)
+and accepts: each new connection goes to the worker with the fewest associations
+(``xvactor.actors.dispatcher``).  Each worker runs the in-process receive tree (catalog,
 storage, listener) against the shared data directory and catalog.
 
 The actor is ready once every worker reports ready.  A worker that exits while the node
@@ -29,6 +29,7 @@ from typing import assert_never
 
 import msgspec
 
+from xvactor.actors.dispatcher import Dispatcher, WorkerChannels, channel_pair
 from xvactor.actors.listener import GetAddresses, ListenerAddresses
 from xvactor.actors.storage import SPOOL_DIR
 from xvactor.config import NodeConfig
@@ -85,6 +86,8 @@ class ReceiversActor(Actor[ReceiversInbox]):
         self._limiters = limiters
         self._sockets: list[socket.socket] = []
         self._workers: list[subprocess.Popen[bytes]] = []
+        self._channels: list[WorkerChannels] = []
+        self._dispatcher: Dispatcher | None = None
         self._stopping = False
 
     async def started(self) -> None:
@@ -129,9 +132,16 @@ class ReceiversActor(Actor[ReceiversInbox]):
         count = config.receive_processes
         # Workers share max_associations exactly through lock files (xvactor.dicom.slots).
         env = {**os.environ, WORKER_CONFIG_ENV: msgspec.json.encode(config).decode()}
-        fds = [sock.fileno() for sock in self._sockets]
+        addresses = [sock.getsockname()[:2] for sock in self._sockets]
         for index in range(count):
-            self._workers.append(self._spawn(index, fds, env))
+            pairs = [channel_pair() for _ in self._sockets]
+            self._channels.append(WorkerChannels(channels=[ours for ours, _ in pairs]))
+            theirs = [their_end for _, their_end in pairs]
+            try:
+                self._workers.append(self._spawn(index, theirs, addresses, env))
+            finally:
+                for their_end in theirs:
+                    their_end.close()
         for worker in self._workers:
             threading.Thread(
                 target=self._watch, args=(worker, bridge), name=f"watch-{worker.pid}", daemon=True
@@ -140,16 +150,26 @@ class ReceiversActor(Actor[ReceiversInbox]):
         # and retries, rather than waiting in the backlog of a node that is not ready.
         for sock in self._sockets:
             sock.listen(_BACKLOG)
+        self._dispatcher = Dispatcher(self._sockets, self._channels)
+        self._dispatcher.start()
 
-    def _spawn(self, index: int, fds: list[int], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self,
+        index: int,
+        channels: list[socket.socket],
+        addresses: list[tuple[str, int]],
+        env: dict[str, str],
+    ) -> subprocess.Popen[bytes]:
         ready_r, ready_w = os.pipe()
+        fds = [channel.fileno() for channel in channels]
         try:
             worker = subprocess.Popen(
                 [
                     sys.executable, "-m", "xvactor.worker",
                     "--index", str(index),
                     "--ready-fd", str(ready_w),
-                    "--fds", ",".join(map(str, fds)),
+                    "--channels", ",".join(map(str, fds)),
+                    "--addresses", msgspec.json.encode(addresses).decode(),
                 ],
                 pass_fds=[*fds, ready_w],
                 env=env,
@@ -182,6 +202,9 @@ class ReceiversActor(Actor[ReceiversInbox]):
 
     def _stop(self) -> None:
         self._stopping = True
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None:
+            dispatcher.stop()  # accept no more; what was handed over drains below
         for worker in self._workers:
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
@@ -194,6 +217,10 @@ class ReceiversActor(Actor[ReceiversInbox]):
                 worker.kill()
                 worker.wait()
         self._workers.clear()
+        for worker_channels in self._channels:
+            for channel in worker_channels.channels:
+                channel.close()
+        self._channels.clear()
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()

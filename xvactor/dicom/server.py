@@ -22,7 +22,8 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,6 +33,7 @@ from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import ThreadedAssociationServer
 
+from xvactor.actors.dispatcher import ENDED, decode_peer
 from xvactor.actors.storage import DeidentifyAndStore, InstanceStored, StorageInbox
 from xvactor.config import NodeConfig, Reactor
 from xvactor.dicom import access, qr_scp, reactor, spool, tls
@@ -50,11 +52,23 @@ from xvactor.dicom.status import CannotUnderstand, OutOfResources, StatusReply, 
 from xvactor.runtime import ActorRef, LoopBridge
 from xvactor.storage.filing import Filing, Received
 
-__all__ = ["SLOTS_DIR", "InboundServer", "build_ae", "set_nodelay"]
+__all__ = ["SLOTS_DIR", "Channel", "InboundServer", "build_ae", "set_nodelay"]
 
 SLOTS_DIR = ".slots"
 
 LOGGER = logging.getLogger("xvactor.association")
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A receive worker's channel from the node's dispatcher, for one listener.
+
+    Connections the node accepted on ``address`` arrive on ``socket``
+    (``xvactor.actors.dispatcher``); the worker tells it when each one has ended.
+    """
+
+    socket: socket.socket
+    address: tuple[str, int]
 
 
 def set_nodelay(sock: socket.socket) -> None:
@@ -101,7 +115,7 @@ class InboundServer:
         *,
         filing: Filing,
         spool_dir: Path,
-        sockets: Sequence[socket.socket] = (),
+        channels: Sequence[Channel] = (),
         query_services: qr_scp.QueryServices | None = None,
     ) -> None:
         self._config = config
@@ -109,7 +123,7 @@ class InboundServer:
         self._bridge = bridge
         self._storage = storage
         self._filing = filing
-        self._sockets = tuple(sockets)
+        self._channels = tuple(channels)
         self._ae = build_ae(config)
         self._spool = spool.SpoolSettings(
             directory=spool_dir,
@@ -149,7 +163,7 @@ class InboundServer:
         ]
 
     def start(self) -> None:
-        """Bind every listener (or adopt the given sockets) and serve.
+        """Bind every listener (or serve what the dispatcher's channels bring) and serve.
 
         Blocking: run on a worker thread.
 
@@ -159,24 +173,24 @@ class InboundServer:
             A listener's certificate, key or CA cannot be used (one-line message).
         """
         listeners = self._config.listeners
-        adopted: Sequence[socket.socket | None] = self._sockets or [None] * len(listeners)
+        channels: Sequence[Channel | None] = self._channels or [None] * len(listeners)
         try:
-            for listener, sock in zip(listeners, adopted, strict=True):
+            for listener, channel in zip(listeners, channels, strict=True):
                 context = tls.server_context(listener.tls) if listener.tls else None
-                self._servers.append(self._serve(listener.host, listener.port, sock, context))
+                self._servers.append(self._serve(listener.host, listener.port, channel, context))
         except BaseException:
             self.stop(drain_timeout=0.0)
             raise
 
     def _serve(
-        self, host: str, port: int, sock: socket.socket | None, context: ssl.SSLContext | None
+        self, host: str, port: int, channel: Channel | None, context: ssl.SSLContext | None
     ) -> ThreadedAssociationServer:
-        address = sock.getsockname()[:2] if sock is not None else (host, port)
+        address = channel.address if channel is not None else (host, port)
         server = self._ae.make_server(
             address,
             ssl_context=context,
             evt_handlers=self._handlers(),
-            server_class=_server_class(sock, handshake_timeout=self._config.timeouts.acse),
+            server_class=_server_class(channel, handshake_timeout=self._config.timeouts.acse),
         )
         thread = threading.Thread(target=server.serve_forever, name="AcceptorServer")
         thread.daemon = True
@@ -221,6 +235,11 @@ class InboundServer:
         transport = event.assoc.dul.socket
         if transport is not None and transport.socket is not None:
             set_nodelay(transport.socket)
+            server = getattr(event.assoc, "_server", None)
+            if isinstance(server, _Dispatched):
+                request = transport.socket
+                # After _on_finished (its slot is free by then), on the same thread.
+                reactor.on_finished(event.assoc, lambda _: server.connection_ended(request))
         self._log_for(event.assoc)
 
     def _on_requested(self, event: evt.Event) -> None:
@@ -427,42 +446,96 @@ class InboundServer:
         return status_for(None)
 
 
+class _Dispatched:
+    """Marks a server that takes its connections from the node's dispatcher."""
+
+    def connection_ended(self, request: object) -> None:
+        """Tell the dispatcher, once, that a connection it handed over has ended."""
+
+
 def _server_class(
-    adopt: socket.socket | None, *, handshake_timeout: float
+    channel: Channel | None, *, handshake_timeout: float
 ) -> type[ThreadedAssociationServer]:
     """pynetdicom's threaded server, changed where a node needs it.
 
-    * With ``adopt``, it serves on that listening socket (bound by the node's process and
-      shared by the receive workers) instead of binding its own; the socket is
-      non-blocking, so a worker that loses the race for a connection returns to its loop.
+    * With ``channel`` (a receive worker), it binds nothing: its "listening socket" is the
+      channel on which the node's process hands it accepted connections
+      (``xvactor.actors.dispatcher``), and it answers there when each one has ended.
     * With TLS, the handshake runs on the connection's own thread under
       ``handshake_timeout``: pynetdicom handshakes inside the accept loop, where one silent
       peer would stop the listener for everybody.  A failed handshake (a plain-TCP peer, a
       missing or untrusted client certificate) is one log line; the listener goes on.
     """
 
-    class _NodeServer(ThreadedAssociationServer):
+    handed: dict[int, object] = {}
+    """Connections the dispatcher handed over whose end it has not been told of."""
+    handed_lock = threading.Lock()
+
+    class _NodeServer(ThreadedAssociationServer, _Dispatched):
         def server_bind(self) -> None:
-            if adopt is None:
+            if channel is None:
                 super().server_bind()
                 return
             if self.socket is not None:
                 self.socket.close()
-            adopt.setblocking(False)
-            self.socket = adopt
-            self.server_address = adopt.getsockname()
+            channel.socket.setblocking(False)
+            self.socket = channel.socket
+            self.server_address = channel.address
 
         def server_activate(self) -> None:
-            if adopt is None:
+            if channel is None:
                 super().server_activate()
 
-        def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-            client, address = cast(socket.socket, self.socket).accept()
+        def _get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+            own = cast(socket.socket, self.socket)
+            if channel is None:
+                client, address = own.accept()
+            else:
+                client, address = self._handed_over(own)
             if self.ssl_context is not None:
                 client = self.ssl_context.wrap_socket(
                     client, server_side=True, do_handshake_on_connect=False
                 )
             return client, address
+
+        def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+            request = self._get_request()
+            if channel is not None:
+                with handed_lock:
+                    handed[id(request[0])] = request[0]
+            return request
+
+        def _handed_over(self, own: socket.socket) -> tuple[socket.socket, tuple[str, int]]:
+            message, fds, _, _ = socket.recv_fds(own, 512, 2)
+            clients = [socket.socket(fileno=fd) for fd in fds]
+            if not message and not clients:
+                # The node's process is gone (its death signal stops this worker): stop
+                # this loop rather than wake on the closed channel again and again.
+                self._BaseServer__shutdown_request = True
+                raise OSError("the node's dispatcher closed the channel")
+            if len(clients) != 1:
+                for client in clients:
+                    client.close()
+                raise OSError(f"the dispatcher sent {len(clients)} connections in one message")
+            try:
+                return clients[0], decode_peer(message)
+            except ValueError:
+                clients[0].close()
+                raise OSError("the dispatcher sent no peer address") from None
+
+        def connection_ended(self, request: object) -> None:
+            with handed_lock:
+                ended = handed.pop(id(request), None) is not None
+            if ended and channel is not None:
+                with suppress(OSError):
+                    channel.socket.send(ENDED)
+
+        def shutdown_request(self, request: Any) -> None:
+            # pynetdicom calls this at the end of some associations, and socketserver for
+            # a connection that never became one (a failed TLS handshake): either way the
+            # connection is over; connection_ended counts it once.
+            super().shutdown_request(request)
+            self.connection_ended(request)
 
         def process_request_thread(self, request: Any, client_address: Any) -> None:
             if isinstance(request, ssl.SSLSocket):

@@ -14,6 +14,7 @@ from xvactor.testing.net import free_port, wait_for_port
 __all__ = [
     "ServeProcess",
     "children",
+    "connection_holder",
     "peak_rss_mb",
     "process_tree",
     "wait_for_children",
@@ -45,6 +46,29 @@ def wait_for_children(pid: int, count: int, timeout: float = 60.0) -> list[int]:
             raise TimeoutError(msg)
         time.sleep(0.02)
     return found
+
+
+def connection_holder(pids: list[int], local_port: int, peer_port: int) -> int | None:
+    """Which of ``pids`` holds the TCP connection from ``peer_port`` to ``local_port``."""
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if int(local.rsplit(":", 1)[1], 16) == local_port and (
+                int(remote.rsplit(":", 1)[1], 16) == peer_port
+            ):
+                inode = fields[9]
+    if inode is None:
+        return None
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if fd.readlink().name == f"socket:[{inode}]":
+                    return pid
+            except OSError:
+                continue  # closed meanwhile
+    return None
 
 
 def peak_rss_mb(pid: int) -> dict[int, float]:
