@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -69,14 +70,16 @@ def setup() -> Iterator[Setup]:
     listening.bind(("127.0.0.1", 0))
     listening.listen(16)
     channels, workers = [], []
+    failures: list[Exception] = []
     for _ in range(2):
         ours, theirs = channel_pair()
         channels.append(WorkerChannels(channels=[ours]))
         workers.append(FakeWorker(end=theirs, held=[]))
-    dispatcher = Dispatcher([listening], channels)
+    dispatcher = Dispatcher([listening], channels, on_failure=failures.append)
     dispatcher.start()
     made = Setup(listening=listening, dispatcher=dispatcher, workers=workers)
     yield made
+    assert failures == []
     dispatcher.stop()
     for sock in [listening, *made.clients, *(c for w in channels for c in w.channels)]:
         sock.close()
@@ -159,3 +162,30 @@ def test_peer_addresses_round_trip() -> None:
     assert decode_peer(encode_peer(("::1", 104))) == ("::1", 104)
     with pytest.raises(ValueError, match=r"not enough|invalid"):
         decode_peer(b"nonsense")
+
+
+def test_an_unexpected_failure_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(4)
+    ours, theirs = channel_pair()
+    reported = threading.Event()
+    failures: list[Exception] = []
+
+    def failed(exc: Exception) -> None:
+        failures.append(exc)
+        reported.set()
+
+    dispatcher = Dispatcher([listening], [WorkerChannels(channels=[ours])], on_failure=failed)
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(dispatcher, "_hand_over", broken)
+    dispatcher.start()
+    with socket.create_connection(listening.getsockname()[:2], timeout=10):
+        assert reported.wait(10)
+    dispatcher.stop()
+    assert [str(exc) for exc in failures] == ["a bug"]
+    for sock in (listening, ours, theirs):
+        sock.close()

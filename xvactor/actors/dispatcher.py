@@ -3,8 +3,8 @@
 When every worker accepted on the shared listening sockets, whichever woke first took the
 connection: four associations often landed three on one worker and one on the other, and
 that worker's GIL then served three while a core sat idle (small instances, four
-associations: median 955 inst/s with such a split against 1,140 with two and two, 14 runs
-on this VM).  So the node's process accepts, and passes each connection's descriptor
+associations, 14 runs on this VM: median 955 inst/s with such a split against 1,140 with
+two and two).  So the node's process accepts, and passes each connection's descriptor
 (``SCM_RIGHTS``) over a ``SOCK_SEQPACKET`` channel to the worker that has the fewest
 associations open, ties taken in turn.  The worker answers one byte on the same channel
 when that connection's association ends (``xvactor.dicom.server``).
@@ -21,7 +21,7 @@ import logging
 import selectors
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 __all__ = ["ENDED", "Dispatcher", "WorkerChannels", "channel_pair", "decode_peer", "encode_peer"]
@@ -72,9 +72,15 @@ class Dispatcher:
     """Accepts on ``listening`` and hands connections to the least busy worker."""
 
     def __init__(
-        self, listening: Sequence[socket.socket], workers: Sequence[WorkerChannels]
+        self,
+        listening: Sequence[socket.socket],
+        workers: Sequence[WorkerChannels],
+        *,
+        on_failure: Callable[[Exception], None],
     ) -> None:
+        """``on_failure`` is called (on the dispatcher's thread) if it stops unexpectedly."""
         self._listening = list(listening)
+        self._on_failure = on_failure
         self._workers = list(workers)
         self._next = 0
         """Where the search for the least busy worker starts (ties go in turn)."""
@@ -111,6 +117,13 @@ class Dispatcher:
         return [worker.open for worker in self._workers]
 
     def _run(self) -> None:
+        try:
+            self._dispatch()
+        except Exception as exc:  # a bug: nobody would accept any more
+            LOGGER.exception("the dispatcher of new connections stopped")
+            self._on_failure(exc)
+
+    def _dispatch(self) -> None:
         while True:
             for key, _ in self._selector.select():
                 kind, detail = key.data

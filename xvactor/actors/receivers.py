@@ -36,7 +36,13 @@ from xvactor.config import NodeConfig
 from xvactor.dicom import tls
 from xvactor.runtime import Actor, ActorRef, Limiters, LoopBridge, Message, run_blocking
 
-__all__ = ["WORKER_CONFIG_ENV", "ReceiversActor", "ReceiversInbox", "WorkerExited"]
+__all__ = [
+    "WORKER_CONFIG_ENV",
+    "DispatcherFailed",
+    "ReceiversActor",
+    "ReceiversInbox",
+    "WorkerExited",
+]
 
 LOGGER = logging.getLogger("xvactor.receivers")
 
@@ -68,7 +74,13 @@ class WorkerExited(Message, frozen=True, tag=True, kw_only=True):
     returncode: int
 
 
-ReceiversInbox = GetAddresses | WorkerExited
+class DispatcherFailed(Message, frozen=True, tag=True, kw_only=True):
+    """Event: the thread handing connections to the workers stopped unexpectedly."""
+
+    reason: str
+
+
+ReceiversInbox = GetAddresses | WorkerExited | DispatcherFailed
 
 
 class WorkerCrashed(RuntimeError):
@@ -114,6 +126,10 @@ class ReceiversActor(Actor[ReceiversInbox]):
                 if not self._stopping and any(w.pid == pid for w in self._workers):
                     raise WorkerCrashed(f"receive worker {pid} exited with status {code}")
                 return None
+            case DispatcherFailed(reason=reason):
+                if not self._stopping:
+                    raise WorkerCrashed(f"connections are no longer dispatched: {reason}")
+                return None
             case _:
                 assert_never(message)
 
@@ -150,7 +166,11 @@ class ReceiversActor(Actor[ReceiversInbox]):
         # and retries, rather than waiting in the backlog of a node that is not ready.
         for sock in self._sockets:
             sock.listen(_BACKLOG)
-        self._dispatcher = Dispatcher(self._sockets, self._channels)
+        def failed(exc: Exception) -> None:
+            with contextlib.suppress(Exception):  # the node may be gone already
+                bridge.tell(self._this, DispatcherFailed(reason=repr(exc)))
+
+        self._dispatcher = Dispatcher(self._sockets, self._channels, on_failure=failed)
         self._dispatcher.start()
 
     def _spawn(
