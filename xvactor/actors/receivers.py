@@ -166,6 +166,7 @@ class ReceiversActor(Actor[ReceiversInbox]):
         # and retries, rather than waiting in the backlog of a node that is not ready.
         for sock in self._sockets:
             sock.listen(_BACKLOG)
+
         def failed(exc: Exception) -> None:
             with contextlib.suppress(Exception):  # the node may be gone already
                 bridge.tell(self._this, DispatcherFailed(reason=repr(exc)))
