@@ -189,3 +189,31 @@ def test_an_unexpected_failure_is_reported(monkeypatch: pytest.MonkeyPatch) -> N
     assert [str(exc) for exc in failures] == ["a bug"]
     for sock in (listening, ours, theirs):
         sock.close()
+
+
+def test_a_worker_gone_from_every_listener_is_no_longer_watched() -> None:
+    """All of a dead worker's channels leave the selector (none wakes it in a loop)."""
+    listening = [socket.socket(), socket.socket()]
+    for sock in listening:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(4)
+    pairs = [channel_pair() for _ in listening]
+    ours = WorkerChannels(channels=[mine for mine, _ in pairs])
+    spare_pairs = [channel_pair() for _ in listening]
+    spare = WorkerChannels(channels=[mine for mine, _ in spare_pairs])
+    dispatcher = Dispatcher(listening, [ours, spare], on_failure=lambda exc: None)
+    dispatcher.start()
+    for _, theirs in pairs:
+        theirs.close()  # the worker dies: both its channels end
+    with socket.create_connection(listening[1].getsockname()[:2], timeout=10):
+        spare_end = spare_pairs[1][1]  # the second listener's channel, the spare's end
+        spare_end.settimeout(10)
+        _, fds, _, _ = socket.recv_fds(spare_end, 512, 2)
+        for fd in fds:
+            socket.socket(fileno=fd).close()
+    assert not ours.alive
+    watched = {key.fileobj for key in dispatcher._selector.get_map().values()}
+    assert not watched & set(ours.channels)
+    dispatcher.stop()
+    for sock in [*listening, *ours.channels, *(end for pair in spare_pairs for end in pair)]:
+        sock.close()

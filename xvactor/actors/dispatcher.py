@@ -151,8 +151,7 @@ class Dispatcher:
         message = encode_peer(address)
         for worker in self._workers:  # associations that ended meanwhile count as ended
             for channel in worker.channels:
-                if worker.alive:
-                    self._hear(channel, worker)
+                self._hear(channel, worker)
         count = len(self._workers)
         while True:
             candidates = [
@@ -169,14 +168,14 @@ class Dispatcher:
             except OSError as exc:
                 if exc.errno in (errno.EAGAIN, errno.ENOBUFS):
                     LOGGER.warning("a receive worker is not taking connections: %s", exc)
-                worker.alive = False  # gone, or too far behind to be given more
+                self._retire(worker)  # gone, or too far behind to be given more
                 continue
             worker.open += 1
             self._next = (self._workers.index(worker) + 1) % count
             return
 
     def _hear(self, channel: socket.socket, worker: WorkerChannels) -> None:
-        while True:
+        while worker.alive:
             try:
                 message = channel.recv(_RECEIVE)
             except (BlockingIOError, InterruptedError):
@@ -184,7 +183,13 @@ class Dispatcher:
             except OSError:
                 message = b""
             if not message:  # the worker is gone
-                worker.alive = False
-                self._selector.unregister(channel)
+                self._retire(worker)
                 return
             worker.open = max(0, worker.open - message.count(ENDED))
+
+    def _retire(self, worker: WorkerChannels) -> None:
+        """Give ``worker`` nothing more, and stop watching all its channels."""
+        worker.alive = False
+        for channel in worker.channels:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(channel)

@@ -236,7 +236,7 @@ class InboundServer:
         if transport is not None and transport.socket is not None:
             set_nodelay(transport.socket)
             server = getattr(event.assoc, "_server", None)
-            if isinstance(server, _Dispatched):
+            if isinstance(server, _Dispatched) and server.dispatched:
                 request = transport.socket
                 # After _on_finished (its slot is free by then), on the same thread.
                 reactor.on_finished(event.assoc, lambda _: server.connection_ended(request))
@@ -447,7 +447,10 @@ class InboundServer:
 
 
 class _Dispatched:
-    """Marks a server that takes its connections from the node's dispatcher."""
+    """A server that may take its connections from the node's dispatcher."""
+
+    dispatched = False
+    """It does (a receive worker's)."""
 
     def connection_ended(self, request: object) -> None:
         """Tell the dispatcher, once, that a connection it handed over has ended."""
@@ -472,6 +475,8 @@ def _server_class(
     handed_lock = threading.Lock()
 
     class _NodeServer(ThreadedAssociationServer, _Dispatched):
+        dispatched = channel is not None
+
         def server_bind(self) -> None:
             if channel is None:
                 super().server_bind()
