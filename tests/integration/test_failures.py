@@ -76,3 +76,18 @@ def test_stalled_catalog_answers_a700_and_never_leaves_a_row_without_its_file(
     assert (handle.data_dir / str(path)).is_file()
     assert stored_path(handle, ds).is_file()
     assert [p for p in leftovers(handle) if ".spool" in p.parts] == []
+
+
+def test_a_file_meta_that_cannot_be_written_leaves_no_spool_file(
+    make_node: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = make_node()
+
+    def cannot_encode(meta: object) -> bytes:
+        raise UnicodeEncodeError("ascii", "Ü", 0, 1, "not ASCII")
+
+    monkeypatch.setattr(spool_module, "encode_file_meta", cannot_encode)
+    status = send(handle, make_dataset())
+    assert status.Status == 0x0110  # Processing failure, with the reason in ErrorComment
+    assert instance_count(handle) == 0
+    assert leftovers(handle) == []

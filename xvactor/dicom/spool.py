@@ -126,12 +126,15 @@ def _open_spool(
     path = settings.directory / f"{uuid.uuid4().hex}.dcm"
     try:
         spool = _create(path, settings.direct_io)
-        spool.write(encode_file_meta(meta))
-    except (OSError, UnicodeEncodeError) as exc:
+    except OSError as exc:
         _fail(message, exc)
         return
     message._data_set_file = cast(Any, spool)  # pynetdicom only calls .name and .close()
     message._data_set_path = path
+    try:
+        spool.write(encode_file_meta(meta))
+    except (OSError, UnicodeEncodeError) as exc:
+        _fail(message, exc)  # removes the file just made
 
 
 def _fail(message: DIMSEMessage, exc: BaseException) -> None:
