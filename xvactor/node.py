@@ -24,9 +24,12 @@ The node's process when receiving in N worker processes (``xvactor.worker``)::
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
+import sqlite3
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,7 +38,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from xvactor.actors.catalog import CatalogActor, CatalogInbox, catalog_writer
+from xvactor.actors.catalog import CATALOG_FILE, CatalogActor, CatalogInbox, catalog_writer
 from xvactor.actors.listener import ListenerActor, ListenerInbox, addresses
 from xvactor.actors.mover import DestinationRouter
 from xvactor.actors.receivers import ReceiversActor, ReceiversInbox
@@ -52,7 +55,8 @@ from xvactor.runtime import (
     Supervisor,
     SupervisorSpec,
 )
-from xvactor.storage.filing import Filing
+from xvactor.storage import orphans
+from xvactor.storage.filing import STUDIES_DIR, Filing
 
 __all__ = [
     "RECEIVE_SWITCH_INTERVAL",
@@ -216,16 +220,38 @@ def _build_receiving_in_workers(config: NodeConfig) -> Node:
 async def running_node(
     config: NodeConfig, *, role: WorkerRole | None = None
 ) -> AsyncIterator[Node]:
-    """Run a node for the duration of the block (ready on entry, stopped in order on exit)."""
+    """Run a node for the duration of the block (ready on entry, stopped in order on exit).
+
+    The node's own process (not a receive worker) also sweeps the files an interrupted
+    run left without a catalog row, in the background (``xvactor.storage.orphans``).
+    """
+    started_ns = time.time_ns()
     config.data_path.mkdir(parents=True, exist_ok=True)
     node = build_node(config, role=role)
+    sweeping = anyio.CancelScope()
     async with anyio.create_task_group() as tg:
         await tg.start(node.supervisor.run)
+        if role is None:
+            tg.start_soon(_sweep_orphans, config, started_ns, sweeping)
         try:
             yield node
         finally:
+            sweeping.cancel()
             with anyio.CancelScope(shield=True):
                 await node.supervisor.stop()
+
+
+async def _sweep_orphans(config: NodeConfig, started_ns: int, scope: anyio.CancelScope) -> None:
+    """Remove instance files left before ``started_ns`` that no row refers to."""
+    data = config.data_path.resolve()
+    sweep = functools.partial(
+        orphans.sweep, data, data / CATALOG_FILE, STUDIES_DIR, started_ns=started_ns
+    )
+    with scope:
+        try:
+            await anyio.to_thread.run_sync(sweep, abandon_on_cancel=True)
+        except (OSError, sqlite3.Error) as exc:
+            LOGGER.warning("could not look for files without a catalog row: %s", exc)
 
 
 async def run_node(config: NodeConfig) -> None:

@@ -151,3 +151,34 @@ def test_associations_go_to_the_worker_with_the_fewest(serve: ServeProcess) -> N
     for index in keep:
         held[index].release()
     assert went.count(kept) <= 1, went  # one may race ahead of its predecessor's end
+
+
+def test_a_restart_removes_the_files_an_interrupted_run_left_without_a_row(
+    tmp_path: Path,
+) -> None:
+    """A file at its final name without a row was never acknowledged: not kept (the brief:
+    never a half-written instance); what was acknowledged stays."""
+    data = tmp_path / "data"
+    ds = make_dataset(rows=16, columns=16)
+    sent = write_in_transfer_syntax(ds, ExplicitVRLittleEndian, tmp_path / "sent.dcm")
+    with ServeProcess(data) as node:
+        process = storescu(node.port, [str(sent)])
+        output, _ = process.communicate(timeout=60)
+        assert process.returncode == 0, output
+    stored = (
+        data / "studies" / ds.StudyInstanceUID / ds.SeriesInstanceUID / f"{ds.SOPInstanceUID}.dcm"
+    )
+    assert stored.is_file()
+    # What a crash between linking and committing leaves: a file, maybe incomplete.
+    half = stored.with_name("1.2.826.0.1.3680043.8.498.1.dcm")
+    half.write_bytes(stored.read_bytes()[:300])
+    time.sleep(1.2)  # linked well before the next run starts (see orphans.CLOCK_MARGIN_NS)
+    with ServeProcess(data) as node:
+        deadline = time.monotonic() + 30
+        while half.exists():
+            assert time.monotonic() < deadline, "the orphan was not removed"
+            time.sleep(0.05)
+        assert stored.is_file()
+        stderr = node.stop()
+    assert node.returncode == 0, stderr
+    assert "removed 1 instance file(s) no catalog row refers to" in stderr

@@ -1,0 +1,118 @@
+"""Removing files that no catalog row refers to, left by an interrupted run.
+
+An instance's file is linked at its final name and made durable before its row commits
+(``xvactor.storage.placement``).  A process that dies between the two, or a whole machine
+that stops, leaves a file at ``studies/<Study>/<Series>/<SOP>.dcm`` without a row: never
+acknowledged to its sender (no Success precedes the commit), possibly incomplete, and
+invisible to queries, but there in the readable layout.  When the node starts, a sweep
+removes such files.
+
+Only files whose inode changed a second or more before this run started (``st_ctime``:
+linking a name changes it; the margin covers the kernel's coarse file clock) are
+considered, so nothing this run is filing can be taken for an orphan.  A
+file is removed under the catalog's write lock, after checking again that no row refers
+to it and that it is still the same file: the writers settle a taken name under that
+lock too, and another process may have just replaced the orphan with its instance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Orphan", "find_candidates", "remove_orphans", "sweep"]
+
+LOGGER = logging.getLogger("xvactor.storage")
+
+SUFFIX = ".dcm"
+
+CLOCK_MARGIN_NS = 1_000_000_000
+"""File times come from a coarse clock (a scheduler tick behind): keep well clear of it."""
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A file that may have no row: its name relative to the data directory, its inode."""
+
+    relative: str
+    inode: int
+
+
+def find_candidates(data_dir: Path, studies: str, *, before_ns: int) -> list[list[Orphan]]:
+    """Instance files under ``studies`` last linked before ``before_ns``, per directory."""
+    found: list[list[Orphan]] = []
+    root = data_dir / studies
+    for study in _directories(root):
+        for series in _directories(study):
+            files = []
+            with contextlib.suppress(OSError), os.scandir(series) as entries:
+                for entry in entries:
+                    if not entry.name.endswith(SUFFIX) or not entry.is_file(follow_symlinks=False):
+                        continue
+                    try:
+                        status = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if status.st_ctime_ns < before_ns:
+                        relative = f"{studies}/{study.name}/{series.name}/{entry.name}"
+                        files.append(Orphan(relative=relative, inode=status.st_ino))
+            if files:
+                found.append(files)
+    return found
+
+
+def remove_orphans(conn: sqlite3.Connection, data_dir: Path, candidates: list[Orphan]) -> int:
+    """Remove the candidates no row refers to, under the write lock; how many were."""
+    removed = 0
+    conn.execute("BEGIN IMMEDIATE")  # the writers settle taken names under this lock
+    try:
+        for candidate in candidates:
+            uid = candidate.relative.rsplit("/", 1)[1].removesuffix(SUFFIX)
+            row = conn.execute(
+                "SELECT path FROM instances WHERE sop_instance_uid = ?", (uid,)
+            ).fetchone()
+            if row is not None and row[0] == candidate.relative:
+                continue  # catalogued
+            path = data_dir / candidate.relative
+            try:
+                if os.stat(path).st_ino != candidate.inode:
+                    continue  # replaced since it was found: another process's instance
+                path.unlink()
+            except OSError:
+                continue
+            removed += 1
+    finally:
+        conn.execute("ROLLBACK")  # nothing was written
+    return removed
+
+
+def sweep(data_dir: Path, catalog: Path, studies: str, *, started_ns: int) -> int:
+    """Find and remove the orphans of runs before ``started_ns`` (blocking); how many."""
+    if not catalog.exists():
+        return 0
+    candidates = find_candidates(data_dir, studies, before_ns=started_ns - CLOCK_MARGIN_NS)
+    if not candidates:
+        return 0
+    conn = sqlite3.connect(catalog, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout=60000")
+        removed = sum(remove_orphans(conn, data_dir, files) for files in candidates)
+    finally:
+        conn.close()
+    if removed:
+        LOGGER.warning(
+            "removed %d instance file(s) no catalog row refers to (left by an interrupted run; "
+            "never acknowledged to their senders)",
+            removed,
+        )
+    return removed
+
+
+def _directories(path: Path) -> list[Path]:
+    with contextlib.suppress(OSError), os.scandir(path) as entries:
+        return [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+    return []
