@@ -153,11 +153,11 @@ def test_associations_go_to_the_worker_with_the_fewest(serve: ServeProcess) -> N
     assert went.count(kept) <= 1, went  # one may race ahead of its predecessor's end
 
 
-def test_a_restart_removes_the_files_an_interrupted_run_left_without_a_row(
+def test_a_restart_sets_aside_the_files_an_interrupted_run_left_without_a_row(
     tmp_path: Path,
 ) -> None:
-    """A file at its final name without a row was never acknowledged: not kept (the brief:
-    never a half-written instance); what was acknowledged stays."""
+    """A file at its final name without a row was never acknowledged: out of the layout
+    (never a half-written instance there), into .orphans; what was acknowledged stays."""
     data = tmp_path / "data"
     ds = make_dataset(rows=16, columns=16)
     sent = write_in_transfer_syntax(ds, ExplicitVRLittleEndian, tmp_path / "sent.dcm")
@@ -176,9 +176,11 @@ def test_a_restart_removes_the_files_an_interrupted_run_left_without_a_row(
     with ServeProcess(data) as node:
         deadline = time.monotonic() + 30
         while half.exists():
-            assert time.monotonic() < deadline, "the orphan was not removed"
+            assert time.monotonic() < deadline, "the orphan was not set aside"
             time.sleep(0.05)
         assert stored.is_file()
         stderr = node.stop()
     assert node.returncode == 0, stderr
-    assert "removed 1 instance file(s) no catalog row refers to" in stderr
+    assert "set aside 1 instance file(s) no catalog row refers to" in stderr
+    aside = data / ".orphans" / half.relative_to(data)
+    assert aside.read_bytes() == stored.read_bytes()[:300]

@@ -1,4 +1,4 @@
-"""Files an interrupted run left without a catalog row are removed at start, nothing else."""
+"""Files an interrupted run left without a catalog row are set aside at start, nothing else."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from xvactor.catalog.sqlite import open_catalog, write_batch
 from xvactor.dicom.records import InstanceRecord, record_from_header
 from xvactor.storage import orphans
-from xvactor.storage.orphans import Orphan, find_candidates, remove_orphans, sweep
+from xvactor.storage.orphans import Orphan, find_candidates, set_aside, sweep
 from xvactor.testing.datasets import make_dataset
 
 
@@ -64,6 +64,10 @@ def test_only_files_without_a_row_are_removed(tmp_path: Path) -> None:
     assert kept.read_bytes() == b"data"
     assert not orphan.exists() and not elsewhere.exists() and not moved.exists()
     assert not_instance.exists()
+    aside = tmp_path / ".orphans"
+    assert (aside / "studies/1.2/1.2.3/1.2.3.99.dcm").read_bytes() == b"half"
+    assert (aside / "studies/7.7/7.7.1/7.7.1.5.dcm").is_file()
+    assert (aside / f"studies/8.8/8.8.1/{kept.name}").is_file()
 
 
 def test_files_linked_during_this_run_are_left_alone(tmp_path: Path) -> None:
@@ -93,7 +97,7 @@ def test_a_candidate_replaced_meanwhile_is_left_alone(tmp_path: Path) -> None:
     os.replace(fresh, orphan)
     conn = sqlite3.connect(tmp_path / "catalog.sqlite", isolation_level=None)
     try:
-        removed = remove_orphans(conn, tmp_path, candidates)
+        removed = set_aside(conn, tmp_path, candidates)
     finally:
         conn.close()
     assert removed == 0
@@ -110,18 +114,27 @@ def test_removal_waits_for_the_write_lock(tmp_path: Path) -> None:
     candidate = Orphan(relative="studies/1.2/1.2.3/1.2.3.88.dcm", inode=orphan.stat().st_ino)
     try:
         try:
-            remove_orphans(conn, tmp_path, [candidate])
+            set_aside(conn, tmp_path, [candidate])
         except sqlite3.OperationalError as exc:
             assert "locked" in str(exc)
         else:
             raise AssertionError("removed a file while another connection held the lock")
         assert orphan.exists()
         holder.execute("ROLLBACK")
-        assert remove_orphans(conn, tmp_path, [candidate]) == 1
+        assert set_aside(conn, tmp_path, [candidate]) == 1
     finally:
         holder.close()
         conn.close()
     assert not orphan.exists()
+
+
+def test_a_catalog_without_rows_sets_nothing_aside(tmp_path: Path) -> None:
+    """A new or replaced catalog: every file would look orphaned; none is touched."""
+    open_catalog(tmp_path / "catalog.sqlite").close()
+    stored = place(tmp_path, "studies/1.2/1.2.3/1.2.3.4.dcm")
+    started = time.time_ns() + 2 * 10**9
+    assert sweep(tmp_path, tmp_path / "catalog.sqlite", "studies", started_ns=started) == 0
+    assert stored.exists()
 
 
 def test_no_catalog_no_sweep(tmp_path: Path) -> None:

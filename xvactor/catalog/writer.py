@@ -18,7 +18,7 @@ association reading its socket, which slows the peer through TCP.  Every wait ha
 deadline; a request whose commit does not finish in time raises ``CommitPending``.  Its
 commit may still land later, file and row together (a file linked for a request that never
 commits is an orphan: no row refers to it, the next store of that instance replaces it,
-and the next start of the node removes it, ``xvactor.storage.orphans``).
+and the next start of the node sets it aside, ``xvactor.storage.orphans``).
 """
 
 from __future__ import annotations

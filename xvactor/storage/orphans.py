@@ -1,16 +1,18 @@
-"""Removing files that no catalog row refers to, left by an interrupted run.
+"""Setting aside the files that no catalog row refers to, left by an interrupted run.
 
 An instance's file is linked at its final name and made durable before its row commits
 (``xvactor.storage.placement``).  A process that dies between the two, or a whole machine
 that stops, leaves a file at ``studies/<Study>/<Series>/<SOP>.dcm`` without a row: never
 acknowledged to its sender (no Success precedes the commit), possibly incomplete, and
 invisible to queries, but there in the readable layout.  When the node starts, a sweep
-removes such files.
+moves such files out of it, to ``<data>/.orphans/`` (same relative path): nothing is
+destroyed, in case the catalog itself is what went missing (a catalog with no row at
+all is left alone: the sweep then does nothing but say so).
 
 Only files whose inode changed a second or more before this run started (``st_ctime``:
 linking a name changes it; the margin covers the kernel's coarse file clock) are
 considered, so nothing this run is filing can be taken for an orphan.  A
-file is removed under the catalog's write lock, after checking again that no row refers
+file is moved under the catalog's write lock, after checking again that no row refers
 to it and that it is still the same file: the writers settle a taken name under that
 lock too, and another process may have just replaced the orphan with its instance.
 """
@@ -24,11 +26,12 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Orphan", "find_candidates", "remove_orphans", "sweep"]
+__all__ = ["ORPHANS_DIR", "Orphan", "find_candidates", "set_aside", "sweep"]
 
 LOGGER = logging.getLogger("xvactor.storage")
 
 SUFFIX = ".dcm"
+ORPHANS_DIR = ".orphans"
 
 CLOCK_MARGIN_NS = 1_000_000_000
 """File times come from a coarse clock (a scheduler tick behind): keep well clear of it."""
@@ -65,9 +68,12 @@ def find_candidates(data_dir: Path, studies: str, *, before_ns: int) -> list[lis
     return found
 
 
-def remove_orphans(conn: sqlite3.Connection, data_dir: Path, candidates: list[Orphan]) -> int:
-    """Remove the candidates no row refers to, under the write lock; how many were."""
-    removed = 0
+def set_aside(conn: sqlite3.Connection, data_dir: Path, candidates: list[Orphan]) -> int:
+    """Move the candidates no row refers to into ``.orphans``, under the write lock.
+
+    Returns how many were moved.
+    """
+    moved = 0
     conn.execute("BEGIN IMMEDIATE")  # the writers settle taken names under this lock
     try:
         for candidate in candidates:
@@ -78,20 +84,23 @@ def remove_orphans(conn: sqlite3.Connection, data_dir: Path, candidates: list[Or
             if row is not None and row[0] == candidate.relative:
                 continue  # catalogued
             path = data_dir / candidate.relative
+            aside = data_dir / ORPHANS_DIR / candidate.relative
             try:
                 if os.stat(path).st_ino != candidate.inode:
                     continue  # replaced since it was found: another process's instance
-                path.unlink()
-            except OSError:
+                aside.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, aside)
+            except OSError as exc:
+                LOGGER.warning("could not set aside %s: %s", candidate.relative, exc)
                 continue
-            removed += 1
+            moved += 1
     finally:
         conn.execute("ROLLBACK")  # nothing was written
-    return removed
+    return moved
 
 
 def sweep(data_dir: Path, catalog: Path, studies: str, *, started_ns: int) -> int:
-    """Find and remove the orphans of runs before ``started_ns`` (blocking); how many."""
+    """Set aside the orphans of runs before ``started_ns`` (blocking); how many."""
     if not catalog.exists():
         return 0
     candidates = find_candidates(data_dir, studies, before_ns=started_ns - CLOCK_MARGIN_NS)
@@ -100,16 +109,24 @@ def sweep(data_dir: Path, catalog: Path, studies: str, *, started_ns: int) -> in
     conn = sqlite3.connect(catalog, isolation_level=None)
     try:
         conn.execute("PRAGMA busy_timeout=60000")
-        removed = sum(remove_orphans(conn, data_dir, files) for files in candidates)
+        if conn.execute("SELECT 1 FROM instances LIMIT 1").fetchone() is None:
+            LOGGER.warning(
+                "the catalog has no instance but %s holds files: the catalog looks new or "
+                "replaced, so no file is set aside",
+                studies,
+            )
+            return 0
+        moved = sum(set_aside(conn, data_dir, files) for files in candidates)
     finally:
         conn.close()
-    if removed:
+    if moved:
         LOGGER.warning(
-            "removed %d instance file(s) no catalog row refers to (left by an interrupted run; "
-            "never acknowledged to their senders)",
-            removed,
+            "set aside %d instance file(s) no catalog row refers to, in %s (left by an "
+            "interrupted run; never acknowledged to their senders)",
+            moved,
+            data_dir / ORPHANS_DIR,
         )
-    return removed
+    return moved
 
 
 def _directories(path: Path) -> list[Path]:

@@ -23,7 +23,7 @@ Instead, a directory fsync that began after another thread's link covers that li
 (``xvactor.storage.dirsync``): associations storing one series share them.
 
 A file at a final name without a row is an orphan: from a group that failed, or left by a
-crash (complete or not); the node removes those of earlier runs when it starts
+crash (complete or not); the node sets aside those of earlier runs when it starts
 (``xvactor.storage.orphans``).  A taken name is settled under the write transaction: if a row
 refers to it, the file is replaced only under the ``overwrite`` policy; if none does, no
 committed row can ever refer to that file, so it is replaced.  Another process's group
