@@ -221,3 +221,26 @@ def test_record_from_raw_bytes_equals_pydicoms_values(tmp_path: Path, ts: str, n
         ("study_instance_uid", "StudyInstanceUID"),
     ]:
         assert getattr(built, field) == _pydicom_text(decoded, keyword), field
+
+
+def test_a_patient_is_updated_when_changed_and_left_alone_when_not(tmp_path: Path) -> None:
+    conn = open_catalog(tmp_path / "catalog.sqlite")
+    first = make_dataset()
+    first.PatientName = "Müller^Jürgen"
+    write_batch(conn, [(record(first, "a"), False)])
+    same = make_dataset()
+    same.PatientID, same.PatientName = first.PatientID, first.PatientName
+    same.PatientBirthDate, same.PatientSex = first.PatientBirthDate, first.PatientSex
+    before = conn.total_changes
+    write_batch(conn, [(record(same, "b"), False)])
+    # The instance, its study and its series rows only: the patient row is not rewritten.
+    new_rows = conn.total_changes - before
+    renamed = make_dataset()
+    renamed.PatientID, renamed.PatientName = first.PatientID, "Müller^Jürgen Karl"
+    renamed.PatientBirthDate, renamed.PatientSex = first.PatientBirthDate, first.PatientSex
+    before = conn.total_changes
+    write_batch(conn, [(record(renamed, "c"), False)])
+    assert conn.total_changes - before == new_rows + 1  # now the patient row changes too
+    names = conn.execute("SELECT patient_name FROM patients").fetchall()
+    assert names == [("Müller^Jürgen Karl",)]
+    conn.close()

@@ -89,7 +89,11 @@ ON CONFLICT(patient_id) DO UPDATE SET
     patient_name = excluded.patient_name,
     patient_birth_date = excluded.patient_birth_date,
     patient_sex = excluded.patient_sex
+WHERE patient_name IS NOT excluded.patient_name
+    OR patient_birth_date IS NOT excluded.patient_birth_date
+    OR patient_sex IS NOT excluded.patient_sex
 """
+"""An unchanged patient is not rewritten: that page stays out of the commit's WAL frames."""
 _INSERT_STUDY = """
 INSERT INTO studies (patient_pk, study_instance_uid, study_date, study_time,
     accession_number, study_id, referring_physician_name, study_description)
