@@ -13,7 +13,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from xvactor.catalog.sqlite import open_catalog, write_batch
 from xvactor.dicom.records import InstanceRecord, record_from_header
 from xvactor.storage import orphans
-from xvactor.storage.orphans import Orphan, find_candidates, set_aside, sweep
+from xvactor.storage.orphans import Orphan, find_candidates, set_aside, sweep, unreferenced
 from xvactor.testing.datasets import make_dataset
 
 
@@ -40,6 +40,14 @@ def catalogue(data: Path, study: str, series: str) -> Path:
     finally:
         conn.close()
     return place(data, relative)
+
+
+def unreferenced_files(data: Path, files: list[Orphan]) -> list[Orphan]:
+    conn = sqlite3.connect(data / "catalog.sqlite")
+    try:
+        return unreferenced(conn, files)
+    finally:
+        conn.close()
 
 
 def place(data: Path, relative: str, content: bytes = b"data") -> Path:
@@ -86,10 +94,11 @@ def test_a_candidate_replaced_meanwhile_is_left_alone(tmp_path: Path) -> None:
     catalogue(tmp_path, "1.2", "1.2.3")
     orphan = place(tmp_path, "studies/1.2/1.2.3/1.2.3.77.dcm", b"old")
     (candidates,) = [
-        group
+        unreferenced_files(tmp_path, group)
         for group in find_candidates(tmp_path, "studies", before_ns=time.time_ns() + 10**9)
         if any(c.relative.endswith("1.2.3.77.dcm") for c in group)
     ]
+    assert [c.relative for c in candidates] == ["studies/1.2/1.2.3/1.2.3.77.dcm"]
     # Another process's writer replaces the orphan with its instance (os.replace, under
     # the write lock); its row may not be committed yet.
     fresh = tmp_path / "fresh"

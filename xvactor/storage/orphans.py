@@ -11,8 +11,10 @@ all is left alone: the sweep then does nothing but say so).
 
 Only files whose inode changed a second or more before this run started (``st_ctime``:
 linking a name changes it; the margin covers the kernel's coarse file clock) are
-considered, so nothing this run is filing can be taken for an orphan.  A
-file is moved under the catalog's write lock, after checking again that no row refers
+considered, so nothing this run is filing can be taken for an orphan.  The sweep reads
+one series directory at a time and compares it with that series' rows (one query, no
+lock), so a large archive costs a walk in the background and nothing more.  A file with
+no row is moved under the catalog's write lock, after checking again that no row refers
 to it and that it is still the same file: the writers settle a taken name under that
 lock too, and another process may have just replaced the orphan with its instance.
 """
@@ -23,10 +25,11 @@ import contextlib
 import logging
 import os
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ORPHANS_DIR", "Orphan", "find_candidates", "set_aside", "sweep"]
+__all__ = ["ORPHANS_DIR", "Orphan", "find_candidates", "set_aside", "sweep", "unreferenced"]
 
 LOGGER = logging.getLogger("xvactor.storage")
 
@@ -45,9 +48,8 @@ class Orphan:
     inode: int
 
 
-def find_candidates(data_dir: Path, studies: str, *, before_ns: int) -> list[list[Orphan]]:
+def find_candidates(data_dir: Path, studies: str, *, before_ns: int) -> Iterator[list[Orphan]]:
     """Instance files under ``studies`` last linked before ``before_ns``, per directory."""
-    found: list[list[Orphan]] = []
     root = data_dir / studies
     for study in _directories(root):
         for series in _directories(study):
@@ -64,8 +66,19 @@ def find_candidates(data_dir: Path, studies: str, *, before_ns: int) -> list[lis
                         relative = f"{studies}/{study.name}/{series.name}/{entry.name}"
                         files.append(Orphan(relative=relative, inode=status.st_ino))
             if files:
-                found.append(files)
-    return found
+                yield files
+
+
+def unreferenced(conn: sqlite3.Connection, files: list[Orphan]) -> list[Orphan]:
+    """Those of one series directory's ``files`` that none of its rows refers to."""
+    series_uid = files[0].relative.rsplit("/", 2)[1]
+    rows = conn.execute(
+        "SELECT i.path FROM instances i JOIN series s ON s.series_pk = i.series_pk "
+        "WHERE s.series_instance_uid = ?",
+        (series_uid,),
+    )
+    catalogued = {str(path) for (path,) in rows}
+    return [f for f in files if f.relative not in catalogued]
 
 
 def set_aside(conn: sqlite3.Connection, data_dir: Path, candidates: list[Orphan]) -> int:
@@ -104,19 +117,22 @@ def sweep(data_dir: Path, catalog: Path, studies: str, *, started_ns: int) -> in
     if not catalog.exists():
         return 0
     candidates = find_candidates(data_dir, studies, before_ns=started_ns - CLOCK_MARGIN_NS)
-    if not candidates:
-        return 0
     conn = sqlite3.connect(catalog, isolation_level=None)
+    moved = 0
     try:
         conn.execute("PRAGMA busy_timeout=60000")
-        if conn.execute("SELECT 1 FROM instances LIMIT 1").fetchone() is None:
-            LOGGER.warning(
-                "the catalog has no instance but %s holds files: the catalog looks new or "
-                "replaced, so no file is set aside",
-                studies,
-            )
-            return 0
-        moved = sum(set_aside(conn, data_dir, files) for files in candidates)
+        empty = conn.execute("SELECT 1 FROM instances LIMIT 1").fetchone() is None
+        for files in candidates:
+            if empty:
+                LOGGER.warning(
+                    "the catalog has no instance but %s holds files: the catalog looks new "
+                    "or replaced, so no file is set aside",
+                    studies,
+                )
+                return 0
+            orphans = unreferenced(conn, files)
+            if orphans:
+                moved += set_aside(conn, data_dir, orphans)
     finally:
         conn.close()
     if moved:
