@@ -242,7 +242,7 @@ async def running_node(
 
 
 async def _sweep_orphans(config: NodeConfig, started_ns: int, scope: anyio.CancelScope) -> None:
-    """Remove instance files left before ``started_ns`` that no row refers to."""
+    """Set aside the instance files left before ``started_ns`` that no row refers to."""
     data = config.data_path.resolve()
     sweep = functools.partial(
         orphans.sweep, data, data / CATALOG_FILE, STUDIES_DIR, started_ns=started_ns

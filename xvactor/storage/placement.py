@@ -24,8 +24,8 @@ Instead, a directory fsync that began after another thread's link covers that li
 
 A file at a final name without a row is an orphan: from a group that failed, or left by a
 crash (complete or not); the node sets aside those of earlier runs when it starts
-(``xvactor.storage.orphans``).  A taken name is settled under the write transaction: if a row
-refers to it, the file is replaced only under the ``overwrite`` policy; if none does, no
+(``xvactor.storage.orphans``).  A taken name is settled under the write transaction: if
+a row refers to it, the file is replaced only under the ``overwrite`` policy; if none does, no
 committed row can ever refer to that file, so it is replaced.  Another process's group
 may have linked that name a moment before and not committed yet; when it commits it finds
 this row and, under ``keep_first``, keeps it and leaves the file alone, or, under
