@@ -8,30 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydicom.uid import ExplicitVRLittleEndian
 
 import xvactor.catalog.writer as writer_module
 from xvactor.catalog.sqlite import IndexOutcome, count_instances, write_batch
 from xvactor.catalog.writer import CatalogWriter, CommitPending
-from xvactor.dicom.records import InstanceRecord, record_from_header
+from xvactor.dicom.records import InstanceRecord
 from xvactor.dicom.status import OutOfResources
 from xvactor.testing.datasets import make_dataset
+from xvactor.testing.naive_query import header_record
 
 
 def record() -> InstanceRecord:
     ds = make_dataset()
-    return record_from_header(
-        ds,
-        affected_sop_class_uid=ds.SOPClassUID,
-        affected_sop_instance_uid=ds.SOPInstanceUID,
-        transfer_syntax_uid=ExplicitVRLittleEndian,
-        path=f"studies/{ds.SOPInstanceUID}.dcm",
-        size=1,
-        dataset_offset=0,
-        calling_ae_title="A",
-        received_at=0.0,
-        header=b"",
-    )
+    return header_record(ds, path=f"studies/{ds.SOPInstanceUID}.dcm")
 
 
 class Gate:

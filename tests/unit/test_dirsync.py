@@ -75,18 +75,30 @@ def test_an_entry_is_synced_once_and_a_later_entry_again() -> None:
     assert fsync.calls == ["/d", "/d"]
 
 
+def sync_while_one_runs(
+    syncs: DirectorySync, fsync: FakeFsync, first: int, second: Callable[[], int]
+) -> tuple[list[BaseException], list[BaseException]]:
+    """Sync ``first`` on a thread whose fsync is held; meanwhile sync the entry ``second``
+    gives on another; then let the fsyncs finish.  Each thread's errors."""
+    fsync.hold()
+    running, errors = in_thread(lambda: syncs.sync("/d", first))
+    assert fsync.began.wait(10)
+    entry = second()
+    waiting, waiting_errors = in_thread(lambda: syncs.sync("/d", entry))
+    until_waiting(syncs, "/d", 2)
+    fsync.began.clear()
+    fsync.release()
+    running.join(10)
+    waiting.join(10)
+    assert not running.is_alive() and not waiting.is_alive()
+    return errors, waiting_errors
+
+
 def test_an_fsync_covers_the_entries_numbered_before_it_began() -> None:
     fsync = FakeFsync()
     syncs = DirectorySync(fsync)
     mine, theirs = syncs.entered(), syncs.entered()
-    fsync.hold()
-    running, errors = in_thread(lambda: syncs.sync("/d", mine))
-    assert fsync.began.wait(10)
-    waiting, waiting_errors = in_thread(lambda: syncs.sync("/d", theirs))
-    until_waiting(syncs, "/d", 2)
-    fsync.release()
-    running.join(10)
-    waiting.join(10)
+    errors, waiting_errors = sync_while_one_runs(syncs, fsync, mine, lambda: theirs)
     assert not errors and not waiting_errors
     assert fsync.calls == ["/d"]  # the one fsync made both durable
 
@@ -94,24 +106,10 @@ def test_an_fsync_covers_the_entries_numbered_before_it_began() -> None:
 def test_an_entry_numbered_while_an_fsync_runs_waits_for_the_next() -> None:
     fsync = FakeFsync()
     syncs = DirectorySync(fsync)
-    first = syncs.entered()
-    fsync.hold()
-    running, _ = in_thread(lambda: syncs.sync("/d", first))
-    assert fsync.began.wait(10)
-    late = syncs.entered()  # its link may have missed the running fsync
-    done = threading.Event()
-
-    def sync_late() -> None:
-        syncs.sync("/d", late)
-        done.set()
-
-    waiting, errors = in_thread(sync_late)
-    until_waiting(syncs, "/d", 2)
-    fsync.began.clear()
-    fsync.release()  # the first fsync ends; the waiter must begin its own
-    running.join(10)
-    waiting.join(10)
-    assert not errors and done.is_set()
+    # The second entry is numbered once the first fsync runs: its link may have missed
+    # it, so the waiter must begin its own when that one ends.
+    errors, waiting_errors = sync_while_one_runs(syncs, fsync, syncs.entered(), syncs.entered)
+    assert not errors and not waiting_errors
     assert fsync.calls == ["/d", "/d"]
 
 
@@ -129,14 +127,7 @@ def test_a_failed_fsync_fails_every_thread_that_relied_on_it() -> None:
     syncs = DirectorySync(fsync)
     mine, theirs = syncs.entered(), syncs.entered()
     fsync.fail_next = OSError(errno.EIO, "Input/output error")
-    fsync.hold()
-    running, errors = in_thread(lambda: syncs.sync("/d", mine))
-    assert fsync.began.wait(10)
-    waiting, waiting_errors = in_thread(lambda: syncs.sync("/d", theirs))
-    until_waiting(syncs, "/d", 2)
-    fsync.release()
-    running.join(10)
-    waiting.join(10)
+    errors, waiting_errors = sync_while_one_runs(syncs, fsync, mine, lambda: theirs)
     for failures in (errors, waiting_errors):
         assert len(failures) == 1
         failure = failures[0]

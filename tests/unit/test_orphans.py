@@ -7,14 +7,11 @@ import sqlite3
 import time
 from pathlib import Path
 
-import msgspec
-from pydicom.uid import ExplicitVRLittleEndian
-
 from xvactor.catalog.sqlite import open_catalog, write_batch
-from xvactor.dicom.records import InstanceRecord, record_from_header
 from xvactor.storage import orphans
 from xvactor.storage.orphans import Orphan, find_candidates, set_aside, sweep, unreferenced
 from xvactor.testing.datasets import make_dataset
+from xvactor.testing.naive_query import header_record
 
 
 def catalogue(data: Path, study: str, series: str) -> Path:
@@ -22,21 +19,9 @@ def catalogue(data: Path, study: str, series: str) -> Path:
     ds = make_dataset()
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
     relative = f"studies/{study}/{series}/{ds.SOPInstanceUID}.dcm"
-    made: InstanceRecord = record_from_header(
-        ds,
-        affected_sop_class_uid=ds.SOPClassUID,
-        affected_sop_instance_uid=ds.SOPInstanceUID,
-        transfer_syntax_uid=ExplicitVRLittleEndian,
-        path=relative,
-        size=4,
-        dataset_offset=0,
-        calling_ae_title="A",
-        received_at=0.0,
-        header=b"",
-    )
     conn = open_catalog(data / "catalog.sqlite")
     try:
-        write_batch(conn, [(msgspec.structs.replace(made, path=relative), False)])
+        write_batch(conn, [(header_record(ds, path=relative), False)])
     finally:
         conn.close()
     return place(data, relative)

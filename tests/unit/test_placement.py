@@ -11,33 +11,20 @@ from typing import Any
 
 import msgspec
 import pytest
-from pydicom.uid import ExplicitVRLittleEndian
 
 import xvactor.catalog.writer as writer_module
 import xvactor.storage.placement as placement_module
 from xvactor.catalog.sqlite import IndexOutcome, write_batch
 from xvactor.catalog.writer import CatalogWriter
-from xvactor.dicom.records import InstanceRecord, record_from_header
+from xvactor.dicom.records import InstanceRecord
 from xvactor.testing.datasets import make_dataset
+from xvactor.testing.naive_query import header_record
 
 
 def record(study: str = "1.2.3", series: str = "1.2.3.4") -> InstanceRecord:
     ds = make_dataset()
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-    made = record_from_header(
-        ds,
-        affected_sop_class_uid=ds.SOPClassUID,
-        affected_sop_instance_uid=ds.SOPInstanceUID,
-        transfer_syntax_uid=ExplicitVRLittleEndian,
-        path="",
-        size=1,
-        dataset_offset=0,
-        calling_ae_title="A",
-        received_at=0.0,
-        header=b"",
-    )
-    path = f"studies/{study}/{series}/{ds.SOPInstanceUID}.dcm"
-    return msgspec.structs.replace(made, path=path)
+    return header_record(ds, path=f"studies/{study}/{series}/{ds.SOPInstanceUID}.dcm")
 
 
 @pytest.fixture

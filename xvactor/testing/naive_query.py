@@ -207,11 +207,13 @@ def naive_find(
     ]
 
 
-def header_record(ds: Dataset, *, implicit: bool = False) -> InstanceRecord:
+def header_record(
+    ds: Dataset, *, implicit: bool = False, path: str | None = None
+) -> InstanceRecord:
     """The catalog record of ``ds`` as the storage path would make it, header included.
 
     The header is ``ds`` without Pixel Data, encoded in Implicit or Explicit VR Little
-    Endian; the path is made up (``"<SOP Instance UID>.dcm"``).
+    Endian; the path is ``path``, or made up (``"<SOP Instance UID>.dcm"``).
     """
     fp = DicomBytesIO()
     fp.is_little_endian = True
@@ -226,7 +228,7 @@ def header_record(ds: Dataset, *, implicit: bool = False) -> InstanceRecord:
         affected_sop_class_uid=str(ds.SOPClassUID),
         affected_sop_instance_uid=str(ds.SOPInstanceUID),
         transfer_syntax_uid=ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian,
-        path=f"{ds.SOPInstanceUID}.dcm",
+        path=path if path is not None else f"{ds.SOPInstanceUID}.dcm",
         size=len(fp.getvalue()),
         dataset_offset=0,
         calling_ae_title="TEST",
