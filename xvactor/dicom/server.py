@@ -470,7 +470,7 @@ def _server_class(
       missing or untrusted client certificate) is one log line; the listener goes on.
     """
 
-    handed: dict[int, object] = {}
+    handed: set[object] = set()
     """Connections the dispatcher handed over whose end it has not been told of."""
     handed_lock = threading.Lock()
 
@@ -491,7 +491,7 @@ def _server_class(
             if channel is None:
                 super().server_activate()
 
-        def _get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
             own = cast(socket.socket, self.socket)
             if channel is None:
                 client, address = own.accept()
@@ -501,14 +501,10 @@ def _server_class(
                 client = self.ssl_context.wrap_socket(
                     client, server_side=True, do_handshake_on_connect=False
                 )
-            return client, address
-
-        def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-            request = self._get_request()
             if channel is not None:
                 with handed_lock:
-                    handed[id(request[0])] = request[0]
-            return request
+                    handed.add(client)
+            return client, address
 
         def _handed_over(self, own: socket.socket) -> tuple[socket.socket, tuple[str, int]]:
             message, fds, _, _ = socket.recv_fds(own, 512, 2)
@@ -530,7 +526,8 @@ def _server_class(
 
         def connection_ended(self, request: object) -> None:
             with handed_lock:
-                ended = handed.pop(id(request), None) is not None
+                ended = request in handed
+                handed.discard(request)
             if ended and channel is not None:
                 with suppress(OSError):
                     channel.socket.send(ENDED)
