@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from common import find_orthanc, first_line
+from disk_ceiling import write_durably
 
 from xvactor.bench.report import git_info, package_version
 
@@ -47,7 +48,10 @@ RESULTS_DIR = BENCH_DIR / "results"
 PLAIN_SCP = BENCH_DIR / "plain_pynetdicom_scp.py"
 
 ALL_SIZES = ("tiny", "ct", "dx")
-ALL_RECEIVERS = ("xvactor", "pynetdicom", "orthanc", "storescp")
+DISK = "disk"
+"""Not a receiver: the same files written from memory and fsynced, no network, no DICOM
+(``disk_ceiling.py``): the most any durable receiver can reach on this disk."""
+ALL_RECEIVERS = ("xvactor", "pynetdicom", "orthanc", "storescp", DISK)
 # xvactor with one setting changed, for A/B comparisons in one run (not run by default).
 XVACTOR_VARIANTS = {
     "xvactor-stock-reactor": 'reactor = "pynetdicom"\n',
@@ -812,7 +816,36 @@ def _measure(
     _verdict(res, started, run_dir)
 
 
+def run_disk(cfg: Settings, job: Job) -> RunResult:
+    """The disk ceiling for ``job``: its files written durably by ``job.assoc`` threads."""
+    res = RunResult(
+        job.repeat, DISK, job.size, job.assoc, "failed", sent=len(job.files), bytes_sent=job.nbytes
+    )
+    run_dir = cfg.work / "runs" / f"r{job.repeat}-{DISK}-{job.size}-a{job.assoc}"
+    try:
+        payloads = [f.read_bytes() for f in job.files]  # read before the clock starts
+        got = write_durably(payloads, job.assoc, run_dir)
+    finally:
+        if not cfg.keep:
+            release_space(run_dir)
+        os.sync()
+    res.received = res.received_after_settle = got.files
+    res.wall_s = got.wall_s
+    res.inst_per_s = res.sent / got.wall_s
+    res.mb_per_s = res.bytes_sent / 1e6 / got.wall_s
+    res.cpu_s = got.cpu_s
+    res.cpu_s_per_100 = got.cpu_s / res.sent * 100
+    if got.error or got.files != res.sent:
+        res.status = "failed"
+        res.note = got.error or f"wrote {got.files} of {res.sent}"
+    else:
+        res.status = "ok"
+    return res
+
+
 def run_one(cfg: Settings, job: Job) -> RunResult:
+    if job.receiver == DISK:
+        return run_disk(cfg, job)
     res = RunResult(
         job.repeat,
         job.receiver,
@@ -952,9 +985,10 @@ def print_ratios(
     print()
     print(
         "| size | assoc | xvactor/pynetdicom | xvactor/Orthanc | xvactor/storescp "
-        "| CPU xvactor/pynetdicom | CPU xvactor/Orthanc | CPU xvactor/storescp |"
+        "| CPU xvactor/pynetdicom | CPU xvactor/Orthanc | CPU xvactor/storescp "
+        "| xvactor/disk |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in sizes:
         for assoc in assocs:
             x = get("xvactor", size, assoc, "inst_per_s")
@@ -967,6 +1001,7 @@ def print_ratios(
                 ratio(xc, get(o, size, assoc, "cpu_s_per_100"))
                 for o in ("pynetdicom", "orthanc", "storescp")
             ]
+            cells.append(ratio(x, get(DISK, size, assoc, "inst_per_s")))
             print(f"| {size} | {assoc} | " + " | ".join(cells) + " |")
     print()
     if "ct" in sizes and 1 in assocs:
@@ -1026,7 +1061,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--receivers",
         type=lambda v: csv_list(v, (*ALL_RECEIVERS, *XVACTOR_VARIANTS)),
         default=list(ALL_RECEIVERS),
-        help="comma list of xvactor,pynetdicom,orthanc,storescp (default: all)",
+        help="comma list of xvactor,pynetdicom,orthanc,storescp,disk (default: all; "
+        "disk is the disk's own ceiling, not a receiver)",
     )
     p.add_argument(
         "--repeat",
@@ -1094,7 +1130,7 @@ def log_result(r: RunResult, repeats: int) -> None:
     if r.status == "ok":
         log(
             f"{head} {r.inst_per_s:8.1f} inst/s {r.mb_per_s:7.1f} MB/s "
-            f"cpu {r.cpu_s_per_100:.3f} s/100 rss {r.peak_rss_mb:.0f} MB {r.note}"
+            f"cpu {r.cpu_s_per_100:.3f} s/100 rss {fmt(r.peak_rss_mb, 0)} MB {r.note}"
         )
     else:
         log(f"{head} *** {r.status.upper()} *** {r.note}")
