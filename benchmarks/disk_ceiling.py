@@ -48,8 +48,12 @@ def write_durably(payloads: Sequence[bytes], threads: int, out_dir: Path) -> Wri
 
     def writer(index: int) -> None:
         directory = out_dir / f"w{index}"
-        directory.mkdir(parents=True, exist_ok=True)
-        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            dir_fd = os.open(directory, os.O_RDONLY)
+        except OSError as exc:
+            errors.append(f"writer {index}: {exc}")
+            return
         try:
             for n, data in enumerate(shares[index]):
                 tmp = directory / f"{n}.tmp"
