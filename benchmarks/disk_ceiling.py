@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rates[t].append(got.files / got.wall_s)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    print("| writers | files/s (median) | MB/s | ÷ 1 writer |")
+    print(f"| writers | files/s (median) | MB/s | ÷ {counts[0]} writer(s) |")
     print("|---:|---:|---:|---:|")
     one = statistics.median(rates[counts[0]])
     for t in counts:

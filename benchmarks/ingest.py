@@ -825,6 +825,9 @@ def run_disk(cfg: Settings, job: Job) -> RunResult:
     try:
         payloads = [f.read_bytes() for f in job.files]  # read before the clock starts
         got = write_durably(payloads, job.assoc, run_dir)
+    except OSError as exc:
+        res.note = f"could not run: {exc}"
+        return res
     finally:
         if not cfg.keep:
             release_space(run_dir)
