@@ -34,6 +34,9 @@ __all__ = ["Progress", "RunResult", "Workload", "default_processes", "run_load"]
 
 _START_DELAY = 0.1
 _READY_TIMEOUT = 60.0
+_INBOX = 256
+"""Worker messages waiting for the runner; when full, a worker's forwarding thread waits,
+then its pipe fills and the worker itself waits (the runner reads continuously)."""
 
 Progress = Callable[[float, int, int, int, int], None]
 """Called about twice a second with (seconds, attempts, ok, bytes, errors)."""
@@ -177,7 +180,7 @@ def run_load(
         raise ValueError("at least one association")
     nproc = max(1, min(processes or default_processes(associations), associations))
     run = new_run_number()
-    inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
+    inbox: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=_INBOX)
     workers: list[_Worker] = []
     problems: list[str] = []
     total = Tally()
