@@ -27,6 +27,7 @@ import sys
 import threading
 from typing import assert_never
 
+import anyio
 import msgspec
 
 from xvactor.actors.dispatcher import Dispatcher, WorkerChannels, channel_pair
@@ -108,7 +109,10 @@ class ReceiversActor(Actor[ReceiversInbox]):
         try:
             await run_blocking(self._limiters, "listener", self._start, bridge)
         except BaseException:
-            await run_blocking(self._limiters, "listener", self._stop)
+            # Shielded: a cancelled start (the node stopping meanwhile) must still take
+            # back the workers and sockets it began; stopping() only follows a start.
+            with anyio.CancelScope(shield=True):
+                await run_blocking(self._limiters, "listener", self._stop)
             raise
 
     async def stopping(self) -> None:
