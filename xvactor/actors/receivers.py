@@ -109,8 +109,9 @@ class ReceiversActor(Actor[ReceiversInbox]):
         try:
             await run_blocking(self._limiters, "listener", self._start, bridge)
         except BaseException:
-            # Shielded: a cancelled start (the node stopping meanwhile) must still take
-            # back the workers and sockets it began; stopping() only follows a start.
+            # Shielded: a start that fails while the node is being stopped must still
+            # take back the workers and sockets it began (stopping() follows only a
+            # start that succeeded).
             with anyio.CancelScope(shield=True):
                 await run_blocking(self._limiters, "listener", self._stop)
             raise
