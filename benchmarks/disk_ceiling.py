@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from xvactor.dicom.part10 import fsync_directory
+
 __all__ = ["Written", "write_durably"]
 
 
@@ -50,11 +52,6 @@ def write_durably(payloads: Sequence[bytes], threads: int, out_dir: Path) -> Wri
         directory = out_dir / f"w{index}"
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            dir_fd = os.open(directory, os.O_RDONLY)
-        except OSError as exc:
-            errors.append(f"writer {index}: {exc}")
-            return
-        try:
             for n, data in enumerate(shares[index]):
                 tmp = directory / f"{n}.tmp"
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -66,12 +63,10 @@ def write_durably(payloads: Sequence[bytes], threads: int, out_dir: Path) -> Wri
                 finally:
                     os.close(fd)
                 os.rename(tmp, directory / f"{n}.dcm")
-                os.fsync(dir_fd)
+                fsync_directory(directory)  # as xvactor does after each link
                 done[index] += 1
         except OSError as exc:
             errors.append(f"writer {index}: {exc}")
-        finally:
-            os.close(dir_fd)
 
     workers = [threading.Thread(target=writer, args=(i,)) for i in range(threads)]
     cpu0 = time.process_time()
