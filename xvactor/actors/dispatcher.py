@@ -154,15 +154,14 @@ class Dispatcher:
                 self._hear(channel, worker)
         count = len(self._workers)
         while True:
-            candidates = [
-                self._workers[(self._next + step) % count]
-                for step in range(count)
-                if self._workers[(self._next + step) % count].alive
-            ]
-            if not candidates:
+            # In turn from self._next, so that min() gives ties to the next in turn.
+            turn = [(self._next + step) % count for step in range(count)]
+            alive = [index for index in turn if self._workers[index].alive]
+            if not alive:
                 LOGGER.warning("no receive worker to take a connection from %s", address[0])
                 return  # closed by the caller: the peer sees the connection end
-            worker = min(candidates, key=lambda w: w.open)
+            chosen = min(alive, key=lambda index: self._workers[index].open)
+            worker = self._workers[chosen]
             try:
                 socket.send_fds(worker.channels[listener], [message], [connection.fileno()])
             except OSError as exc:
@@ -171,7 +170,7 @@ class Dispatcher:
                 self._retire(worker)  # gone, or too far behind to be given more
                 continue
             worker.open += 1
-            self._next = (self._workers.index(worker) + 1) % count
+            self._next = (chosen + 1) % count
             return
 
     def _hear(self, channel: socket.socket, worker: WorkerChannels) -> None:
