@@ -146,6 +146,7 @@ def build_node(config: NodeConfig, *, role: WorkerRole | None = None) -> Node:
         min_free_bytes=config.min_free_disk_mb * 1024 * 1024,
         catalog_timeout=config.timeouts.store,
         deidentification=config.anonymize or any(c.anonymize for c in config.clients),
+        inline_max_bytes=config.inline_max_kb * 1024,
     )
     writer = catalog_writer(data_dir, capacity=config.mailboxes.catalog)
     filing = Filing(settings, writer)

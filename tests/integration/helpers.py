@@ -21,7 +21,8 @@ def dataset_bytes(path: Path) -> bytes:
 
 
 def stored_path(handle: NodeHandle, ds: Dataset) -> Path:
-    """Where the node files ``ds``."""
+    """Where the node files ``ds`` (written there now if the catalog still holds it)."""
+    handle.write_pending()
     return (
         handle.data_dir
         / "studies"

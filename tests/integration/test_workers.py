@@ -20,6 +20,7 @@ from xvactor.dicom.qr_scu import echo
 from xvactor.dicom.scu import Peer
 from xvactor.testing.datasets import make_dataset, write_in_transfer_syntax
 from xvactor.testing.net import wait_for_port
+from xvactor.testing.node import write_pending
 from xvactor.testing.procs import ServeProcess, children, connection_holder
 
 pytestmark = pytest.mark.dcmtk
@@ -48,6 +49,7 @@ def test_four_concurrent_senders_all_stored(serve: ServeProcess, tmp_path: Path)
         assert process.returncode == 0, output
     with sqlite3.connect(data / "catalog.sqlite") as conn:
         assert conn.execute("SELECT COUNT(*) FROM instances").fetchone()[0] == 160
+    write_pending(data)  # as a reader of the files does first
     assert len(list((data / "studies").rglob("*.dcm"))) == 160
 
 
@@ -71,33 +73,41 @@ def test_killed_worker_is_replaced_and_the_node_keeps_serving(serve: ServeProces
     assert "exited with status -9" in stderr
 
 
+@pytest.mark.parametrize("inline_max_kb", [0, 64])
 @pytest.mark.parametrize("policy", ["keep_first", "overwrite"])
 def test_the_same_instances_from_four_senders_at_once_are_filed_once(
-    tmp_path: Path, policy: str
+    tmp_path: Path, policy: str, inline_max_kb: int
 ) -> None:
-    """Two receive processes race to file each instance: one row and one whole file each."""
+    """Two receive processes race to file each instance: one row and one whole file each.
+
+    With ``inline_max_kb = 0`` they race to link files at their names; with 64 the catalog
+    holds each file until written there (by the end of the stop at the latest).
+    """
     files = []
     for index in range(40):
         ds = make_dataset(rows=32, columns=32)
         path = tmp_path / f"same-{index}.dcm"
         files.append(str(write_in_transfer_syntax(ds, ExplicitVRLittleEndian, path)))
-    config = f'duplicate_policy = "{policy}"\n'
+    config = f'duplicate_policy = "{policy}"\ninline_max_kb = {inline_max_kb}\n'
     with ServeProcess(tmp_path / "data", config=config) as node:
         senders = [storescu(node.port, files) for _ in range(4)]
         for process in senders:
             output, _ = process.communicate(timeout=120)
             assert process.returncode == 0, output
         data = node.data_dir
-        with sqlite3.connect(data / "catalog.sqlite") as conn:
-            rows = conn.execute("SELECT sop_instance_uid, path, size FROM instances").fetchall()
-        assert len(rows) == 40
-        filed = sorted((data / "studies").rglob("*.dcm"))
-        assert len(filed) == 40
-        for uid, relative, size in rows:
-            stored = data / relative
-            assert stored.stat().st_size == size
-            assert stored.name == f"{uid}.dcm"
-        assert list((data / ".spool").rglob("*.dcm")) == []
+    with sqlite3.connect(data / "catalog.sqlite") as conn:
+        rows = conn.execute("SELECT sop_instance_uid, path, size FROM instances").fetchall()
+        pending = conn.execute("SELECT COUNT(*) FROM pending_files").fetchone()[0]
+    assert len(rows) == 40
+    assert pending == 0
+    filed = sorted((data / "studies").rglob("*.dcm"))
+    assert len(filed) == 40
+    for uid, relative, size in rows:
+        stored = data / relative
+        assert stored.stat().st_size == size
+        assert stored.name == f"{uid}.dcm"
+    assert list((data / ".spool").rglob("*.dcm")) == []
+    assert list((data / ".pending").glob("*")) == []
 
 
 def _associate(port: int) -> Association:

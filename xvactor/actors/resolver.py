@@ -31,6 +31,7 @@ from pydicom.uid import UID
 from pynetdicom.dsutils import decode, encode
 
 from xvactor.actors.catalog import CATALOG_FILE
+from xvactor.catalog.sqlite import open_catalog
 from xvactor.config import Query as QueryOptions
 from xvactor.dicom.contexts import MODALITY_WORKLIST_FIND
 from xvactor.dicom.flat_encode import encode_flat
@@ -38,6 +39,7 @@ from xvactor.dicom.status import DicomServiceError, IdentifierDoesNotMatch, stat
 from xvactor.query.model import Model, model_for
 from xvactor.runtime import Actor, Limiters, Message, run_blocking
 from xvactor.sender.queue import SendItem
+from xvactor.storage.pending import materialize_paths
 
 __all__ = [
     "BATCH",
@@ -245,14 +247,26 @@ class ResolverActor(Actor[ResolverInbox]):
         query = parse_identifier(keys, _model(message.sop_class_uid), retrieve=True)
         conn = self._connect()
         try:
-            return tuple(
-                SendItem(
-                    path=str(self._data_dir / location.path),
-                    sop_class_uid=location.sop_class_uid,
-                    sop_instance_uid=location.sop_instance_uid,
-                    transfer_syntax_uid=location.transfer_syntax_uid,
-                )
-                for location in resolve_instances(conn, query)
+            locations = list(resolve_instances(conn, query))
+            pending = conn.execute("SELECT 1 FROM pending_files LIMIT 1").fetchone()
+        finally:
+            conn.close()
+        if pending is not None:  # small instances may not be at their names yet
+            self._materialize([location.path for location in locations])
+        return tuple(
+            SendItem(
+                path=str(self._data_dir / location.path),
+                sop_class_uid=location.sop_class_uid,
+                sop_instance_uid=location.sop_instance_uid,
+                transfer_syntax_uid=location.transfer_syntax_uid,
             )
+            for location in locations
+        )
+
+    def _materialize(self, paths: list[str]) -> None:
+        """Write at their names those of ``paths`` the catalog still holds."""
+        conn = open_catalog(self._database)
+        try:
+            materialize_paths(conn, self._data_dir, paths)
         finally:
             conn.close()

@@ -2,9 +2,10 @@
 
 Four levels as PS3.4 C.6 defines them (patient, study, series, composite instance), each
 with its keys as columns; every instance row also keeps the raw header bytes, so any
-attribute can later be a matching or return key.  The database runs in WAL mode with
-``synchronous=FULL``: a committed row survives power loss, which is what lets the node
-answer Success only after the commit.
+attribute can later be a matching or return key.  Small instances' whole files wait in
+``pending_files`` until they are written at their names (``xvactor.storage.pending``).
+The database runs in WAL mode with ``synchronous=FULL``: a committed row survives power
+loss, which is what lets the node answer Success only after the commit.
 
 Every function here blocks; the catalog actor runs them on one worker thread at a time.
 """
@@ -80,7 +81,18 @@ CREATE TABLE IF NOT EXISTS instances (
     header BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS instances_series ON instances(series_pk);
+CREATE TABLE IF NOT EXISTS pending_files (
+    pending_pk INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL,
+    content BLOB NOT NULL,
+    owner TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pending_files_path ON pending_files(path);
+CREATE INDEX IF NOT EXISTS pending_files_owner ON pending_files(owner, pending_pk);
 """
+"""``pending_files``: small instances' bytes, durable with their rows, until written at
+their final names (``xvactor.storage.pending``).  Its keys are never reused
+(``AUTOINCREMENT``): a materializer that read a row finds it gone, never another in its place."""
 
 _UPSERT_PATIENT = """
 INSERT INTO patients (patient_id, patient_name, patient_birth_date, patient_sex)

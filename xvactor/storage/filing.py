@@ -9,7 +9,9 @@ a Success status means the SCP has stored the instance):
 3. hand it to the catalog writer, which, inside its write transaction, links it to
    ``studies/<Study>/<Series>/<SOP>.dcm`` (never replacing a catalogued copy unless the
    policy is ``overwrite``), fsyncs the file and the directory, and only then commits the
-   row (``xvactor.storage.placement``).
+   row (``xvactor.storage.placement``); a small file (``inline_max_bytes``) is instead
+   held in that commit with its row and written at its name just after
+   (``xvactor.storage.pending``).
 
 Only then may the caller answer.  A failure on the way removes what this request placed,
 so a failed C-STORE leaves neither a file nor a row behind.
@@ -78,6 +80,9 @@ class StorageSettings:
     catalog_timeout: float
     deidentification: bool = False
     """Some received instances may need de-identifying: load (or create) the secret."""
+    inline_max_bytes: int = 0
+    """Files up to this size are held in the catalog's commit, then written at their names
+    (``xvactor.storage.pending``); 0: every file is made durable at its name first."""
 
 
 @dataclass(frozen=True)
@@ -141,12 +146,15 @@ class Filing:
         except BaseException:
             catalog.end_filing()
             raise
+        head = received.head
+        whole = head is not None and len(head) == received.size <= settings.inline_max_bytes
         indexed = catalog.file(
             record,
             received.source,
             replace=settings.duplicate_policy is DuplicatePolicy.OVERWRITE,
             timeout=settings.catalog_timeout,
             announced=True,
+            content=head if whole else None,
         )
         if indexed.written:
             if indexed.previous_path and indexed.previous_path != record.path:

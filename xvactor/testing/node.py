@@ -16,10 +16,12 @@ import msgspec
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from xvactor.actors.catalog import CATALOG_FILE
+from xvactor.catalog.sqlite import open_catalog
 from xvactor.config import Listener, NodeConfig
 from xvactor.node import Node, running_node
+from xvactor.storage.pending import materialize_all
 
-__all__ = ["NodeHandle", "node_in_thread", "test_config"]
+__all__ = ["NodeHandle", "node_in_thread", "test_config", "write_pending"]
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,25 @@ class NodeHandle:
         """The node's data directory."""
         return self.node.config.data_path
 
+    def write_pending(self) -> int:
+        """Write the small instances the catalog still holds at their names, now."""
+        return write_pending(self.data_dir)
+
     def catalog_rows(self, sql: str, *params: object) -> list[tuple[object, ...]]:
         """Read the catalog directly (a separate read-only connection)."""
         uri = f"file:{self.data_dir / CATALOG_FILE}?mode=ro"
         with sqlite3.connect(uri, uri=True) as conn:
             return list(conn.execute(sql, params).fetchall())
+
+
+def write_pending(data_dir: Path) -> int:
+    """Write every file the catalog under ``data_dir`` still holds at its name (as a
+    reader of stored files does first, ``xvactor.storage.pending``); returns how many."""
+    conn = open_catalog(data_dir / CATALOG_FILE)
+    try:
+        return materialize_all(conn, data_dir.resolve())
+    finally:
+        conn.close()
 
 
 def test_config(data_dir: Path, port: int = 0, **changes: object) -> NodeConfig:

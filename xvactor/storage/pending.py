@@ -1,0 +1,378 @@
+"""Small instances the catalog holds until they are written at their final names.
+
+A Success status means the SCP has stored the instance (PS3.4 B.2.3).  For a small
+instance, the device cache flushes that make it durable are most of what it costs: an
+fsync of its file, one of its directory and one of the catalog's WAL, each a flush on a
+disk that serves one at a time.  So a small received instance (its whole Part 10 file no
+larger than ``inline_max_kb``) is made durable by the catalog commit that indexes it: its
+bytes go into ``pending_files`` in the same transaction as its row.  ONE flush, the WAL's,
+shared by every instance of a commit group, makes both durable before the Success status.
+This is the write-ahead log of a database used as the ingest journal.
+
+The instance is then written at its final name in the background (:class:`Materializer`,
+one thread beside each catalog writer, woken after each commit that held bytes):
+
+1. each pending file's bytes are written to a scratch file;
+2. under the catalog's write lock, each one still pending is renamed to its final name (an
+   ``overwrite`` that replaced its row since deleted the pending row in that same
+   transaction, so an older copy never replaces a newer one; a file another process linked
+   there without the lock is replaced, and that process finds it no longer its own,
+   ``xvactor.storage.placement``);
+3. the files and their directories are made durable (one ``syncfs`` for the whole batch
+   where Linux reports its write-back errors, else an fsync each), and only then are the
+   pending rows deleted.
+
+A crash or a failure anywhere leaves the pending row, and so the bytes: every catalog
+writer writes what is pending (from any process) when it starts, and a reader that needs
+the file (C-MOVE, C-GET) calls :func:`materialize_paths` first.  A file at a final name
+whose row is still pending may be incomplete after a power loss; it is rewritten from the
+catalog before anyone reads it through the node.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import platform
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import cast
+
+from xvactor.dicom.part10 import fsync_directory
+
+__all__ = [
+    "PENDING_DIR",
+    "Materializer",
+    "hold",
+    "materialize",
+    "materialize_all",
+    "materialize_paths",
+    "release",
+]
+
+LOGGER = logging.getLogger("xvactor.storage")
+
+PENDING_DIR = ".pending"
+"""Scratch files of materializers, under the data directory (same file system)."""
+
+BATCH = 256
+"""Pending files written per batch (one flush, one write-lock hold)."""
+
+
+def hold(conn: sqlite3.Connection, path: str, content: bytes, owner: str) -> None:
+    """Keep ``content`` as the file at ``path`` until written there (inside a transaction).
+
+    A copy still pending for ``path`` is dropped: this one is newer.
+    """
+    release(conn, path)
+    conn.execute(
+        "INSERT INTO pending_files (path, content, owner) VALUES (?, ?, ?)",
+        (path, content, owner),
+    )
+
+
+def release(conn: sqlite3.Connection, path: str) -> None:
+    """Forget what is pending for ``path`` (its row was replaced; inside a transaction)."""
+    conn.execute("DELETE FROM pending_files WHERE path = ?", (path,))
+
+
+def materialize_paths(conn: sqlite3.Connection, root: Path, paths: Sequence[str]) -> int:
+    """Write at their final names those of ``paths`` still pending; returns how many.
+
+    For a reader about to open instance files (``paths`` relative to ``root``).  ``conn``
+    must be able to write (not ``query_only``).
+
+    Raises
+    ------
+    OSError
+        A file could not be written (its bytes stay pending).
+    """
+    keys: list[int] = []
+    unique = sorted(set(paths))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        keys.extend(
+            int(row[0])
+            for row in conn.execute(
+                f"SELECT pending_pk FROM pending_files WHERE path IN ({marks})",  # noqa: S608
+                chunk,
+            )
+        )
+    done = 0
+    for start in range(0, len(keys), BATCH):
+        done += materialize(conn, root, keys=keys[start : start + BATCH])
+    return done
+
+
+def materialize_all(conn: sqlite3.Connection, root: Path) -> int:
+    """Write every pending file at its final name (any process's); returns how many rows.
+
+    Raises
+    ------
+    OSError
+        A file could not be written (it and those after it stay pending).
+    """
+    total = 0
+    while taken := materialize(conn, root):
+        total += taken
+    return total
+
+
+def materialize(
+    conn: sqlite3.Connection,
+    root: Path,
+    *,
+    keys: Sequence[int] | None = None,
+    owner: str | None = None,
+    limit: int = BATCH,
+) -> int:
+    """Write one batch of pending files at their final names (see the module docstring).
+
+    The batch: the rows ``keys``, else the oldest ``limit`` of ``owner`` (``None``: of
+    anyone).  Returns how many pending rows the batch took: 0 when none was left.
+
+    Raises
+    ------
+    OSError
+        A file could not be written or made durable (its bytes stay pending).
+    """
+    if keys is not None:
+        marks = ",".join("?" * len(keys))
+        rows = conn.execute(
+            f"SELECT pending_pk, path, content FROM pending_files WHERE pending_pk IN ({marks})",  # noqa: S608
+            list(keys),
+        ).fetchall()
+    elif owner is not None:
+        rows = conn.execute(
+            "SELECT pending_pk, path, content FROM pending_files WHERE owner = ? "
+            "ORDER BY pending_pk LIMIT ?",
+            (owner, limit),
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT pending_pk, path, content FROM pending_files ORDER BY pending_pk LIMIT ?",
+            (limit,),
+        ).fetchall()
+    if not rows:
+        return 0
+    scratch = root / PENDING_DIR
+    scratch.mkdir(exist_ok=True)
+    prefix = f"{os.getpid()}-{threading.get_ident()}-"
+    written: dict[int, tuple[str, str]] = {}
+    try:
+        for pk, relative, content in rows:
+            temporary = os.fspath(scratch / f"{prefix}{pk}.tmp")
+            _write(temporary, content)
+            written[int(pk)] = (temporary, str(relative))
+        placed, directories = _rename_still_pending(conn, root, written)
+        _make_durable(root, [os.fspath(root / written[pk][1]) for pk in placed], directories)
+    finally:
+        for temporary, _ in written.values():
+            _unlink_quietly(temporary)  # those not renamed
+    if not placed:
+        return len(written)  # all replaced since by newer rows: nothing left to do
+    marks = ",".join("?" * len(placed))
+    # Lost on a power loss at worst: then the same bytes are written again at the same name.
+    conn.execute(f"DELETE FROM pending_files WHERE pending_pk IN ({marks})", placed)  # noqa: S608
+    return len(written)
+
+
+def _rename_still_pending(
+    conn: sqlite3.Connection, root: Path, written: dict[int, tuple[str, str]]
+) -> tuple[list[int], list[str]]:
+    """Under the write lock, rename each scratch file whose row is still pending."""
+    placed: list[int] = []
+    directories: list[str] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        marks = ",".join("?" * len(written))
+        still = {
+            int(row[0])
+            for row in conn.execute(
+                f"SELECT pending_pk FROM pending_files WHERE pending_pk IN ({marks})",  # noqa: S608
+                list(written),
+            )
+        }
+        for pk in sorted(still):
+            temporary, relative = written[pk]
+            final = root / relative
+            directories.extend(_make_directories(root, final.parent))
+            os.replace(temporary, final)
+            placed.append(pk)
+            directories.append(os.fspath(final.parent))
+    finally:
+        conn.execute("COMMIT")  # nothing was written: this only gives the lock back
+    return placed, directories
+
+
+def _make_directories(root: Path, directory: Path) -> list[str]:
+    """``mkdir -p`` below ``root``; the parents whose entries changed (to fsync)."""
+    missing: list[Path] = []
+    current = directory
+    while current != root and not current.is_dir():
+        missing.append(current)
+        current = current.parent
+    changed: list[str] = []
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        changed.append(os.fspath(path.parent))
+    return changed
+
+
+def _write(path: str, content: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _make_durable(root: Path, files: list[str], directories: list[str]) -> None:
+    """Make ``files`` and the entries of ``directories`` durable."""
+    if not files:
+        return
+    if _SYNCFS is not None:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if _SYNCFS(fd) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, f"syncfs: {os.strerror(code)}")
+        finally:
+            os.close(fd)
+        return
+    for path in files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for directory in sorted(set(directories), key=len, reverse=True):
+        fsync_directory(directory)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """``syncfs(2)``, where it reports write-back errors (Linux 5.8 and later)."""
+    if platform.system() != "Linux":
+        return None
+    try:
+        major, minor = (int(part) for part in platform.release().split(".")[:2])
+    except ValueError:
+        return None
+    if (major, minor) < (5, 8):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return cast("Callable[[int], int]", function)
+
+
+_SYNCFS = _load_syncfs()
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        LOGGER.warning("cannot remove scratch file %s: %s", path, exc)
+
+
+class Materializer:
+    """Writes this writer's pending files in the background (see the module docstring).
+
+    Parameters
+    ----------
+    database : Path
+        The catalog.
+    root : Path
+        The data directory (pending paths are relative to it).
+    """
+
+    def __init__(self, database: Path, root: Path) -> None:
+        self._database = database
+        self._root = root
+        self.owner = uuid.uuid4().hex
+        """Marks the pending rows of this process's writer."""
+        self._wake = threading.Condition()
+        self._due = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Write what anyone left pending, then serve this writer (blocking until begun).
+
+        Raises
+        ------
+        sqlite3.Error
+            The catalog cannot be opened.
+        """
+        conn = self._open()
+        try:
+            materialize_all(conn, self._root)
+        except (OSError, sqlite3.Error) as exc:  # kept pending; readers write their own
+            LOGGER.warning("pending files not yet written at their names: %s", exc)
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._run, args=(conn,), name="xvactor-materializer", daemon=True
+        )
+        self._thread.start()
+
+    def notify(self) -> None:
+        """A commit held bytes of this writer (called by the writer thread after it)."""
+        with self._wake:
+            self._due = True
+            self._wake.notify()
+
+    def stop(self) -> None:
+        """Write what this writer left pending, then end the thread (blocking)."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        thread.join()
+
+    def _open(self) -> sqlite3.Connection:
+        from xvactor.catalog.sqlite import open_catalog  # noqa: PLC0415 - no import cycle
+
+        conn = open_catalog(self._database)
+        # Deleting a pending row need not wait for the disk: if that commit is lost, the
+        # same bytes are written again at the same name.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _run(self, conn: sqlite3.Connection) -> None:
+        try:
+            while True:
+                with self._wake:
+                    while not self._due and not self._stopping:
+                        self._wake.wait()
+                    self._due, stopping = False, self._stopping
+                self._drain(conn)
+                if stopping:
+                    return
+        finally:
+            conn.close()
+
+    def _drain(self, conn: sqlite3.Connection) -> None:
+        try:
+            while materialize(conn, self._root, owner=self.owner):
+                pass
+        except (OSError, sqlite3.Error) as exc:  # kept pending; the next commit retries
+            LOGGER.warning("pending files not yet written at their names: %s", exc)
