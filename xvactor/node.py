@@ -45,7 +45,7 @@ from xvactor.actors.receivers import ReceiversActor, ReceiversInbox
 from xvactor.actors.resolver import ResolverActor, ResolverInbox
 from xvactor.actors.senders import Senders, sender_limiters
 from xvactor.actors.storage import SPOOL_DIR, StorageActor, StorageInbox, StorageSettings
-from xvactor.config import NodeConfig, QueueKind
+from xvactor.config import DuplicatePolicy, NodeConfig, QueueKind
 from xvactor.dicom.server import Channel
 from xvactor.runtime import (
     ActorRef,
@@ -148,7 +148,11 @@ def build_node(config: NodeConfig, *, role: WorkerRole | None = None) -> Node:
         deidentification=config.anonymize or any(c.anonymize for c in config.clients),
         inline_max_bytes=config.inline_max_kb * 1024,
     )
-    writer = catalog_writer(data_dir, capacity=config.mailboxes.catalog)
+    writer = catalog_writer(
+        data_dir,
+        capacity=config.mailboxes.catalog,
+        overwrites=config.duplicate_policy is DuplicatePolicy.OVERWRITE,
+    )
     filing = Filing(settings, writer)
     root = Supervisor(
         "root",
@@ -194,7 +198,11 @@ def _build_receiving_in_workers(config: NodeConfig) -> Node:
     limiters = Limiters({"catalog": 16, "listener": 2, **sender_limiters(config)})
     senders = Senders(config, limiters)
     catalog: ActorRef[CatalogInbox] = ActorRef("catalog", mailbox_size=config.mailboxes.catalog)
-    writer = catalog_writer(data_dir, capacity=config.mailboxes.catalog)
+    writer = catalog_writer(
+        data_dir,
+        capacity=config.mailboxes.catalog,
+        overwrites=config.duplicate_policy is DuplicatePolicy.OVERWRITE,
+    )
     receivers: ActorRef[ReceiversInbox] = ActorRef("receivers", mailbox_size=16)
     root = Supervisor(
         "root",

@@ -43,6 +43,7 @@ def send(handle: NodeHandle, aet: str, *files: Path) -> None:
 
 
 def stored_files(handle: NodeHandle) -> list[Path]:
+    handle.write_pending()  # small instances the catalog still holds, as a reader does
     return sorted((handle.data_dir / "studies").rglob("*.dcm"))
 
 

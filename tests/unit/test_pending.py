@@ -49,11 +49,12 @@ def pending_paths(conn: sqlite3.Connection) -> list[str]:
     return [str(r[0]) for r in conn.execute("SELECT path FROM pending_files")]
 
 
+@pytest.mark.parametrize("locked", [True, False])
 def test_a_held_file_is_written_at_its_name_then_forgotten(
-    tmp_path: Path, conn: sqlite3.Connection
+    tmp_path: Path, conn: sqlite3.Connection, locked: bool
 ) -> None:
     held(conn, "studies/1/2/3.dcm", b"content")
-    assert materialize(conn, tmp_path) == 1
+    assert materialize(conn, tmp_path, locked=locked) == 1
     assert (tmp_path / "studies/1/2/3.dcm").read_bytes() == b"content"
     assert pending_paths(conn) == []
     assert list((tmp_path / PENDING_DIR).iterdir()) == []  # no scratch file left
@@ -153,8 +154,8 @@ def test_a_materializer_writes_its_writer_s_files_when_told(
     done = threading.Event()
     drain = materializer._drain
 
-    def drained(connection: sqlite3.Connection) -> None:
-        drain(connection)
+    def drained(connection: sqlite3.Connection, turn: object) -> None:
+        drain(connection, turn)  # type: ignore[arg-type]
         done.set()
 
     monkeypatch.setattr(materializer, "_drain", drained)
@@ -203,7 +204,7 @@ def test_an_overwrite_through_the_file_path_drops_the_held_copy(tmp_path: Path) 
     assert materializer is not None
     gate = threading.Event()
     drain = materializer._drain
-    materializer._drain = lambda c: (gate.wait(10), drain(c))[1]  # type: ignore[method-assign]
+    materializer._drain = lambda c, t: (gate.wait(10), drain(c, t))[1]  # type: ignore[method-assign]
     try:
         assert writer.file(r, large, replace=False, timeout=5, content=b"small").written
         assert writer.file(r, large, replace=True, timeout=5).written

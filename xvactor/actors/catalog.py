@@ -70,9 +70,14 @@ class InstanceCount(Message, frozen=True, tag=True, kw_only=True):
 CatalogInbox = FindInstance | CountInstances
 
 
-def catalog_writer(data_dir: Path, *, capacity: int) -> CatalogWriter:
-    """The writer for the catalog under ``data_dir``, filing instances there (not started)."""
-    return CatalogWriter(data_dir / CATALOG_FILE, capacity=capacity, files=data_dir)
+def catalog_writer(data_dir: Path, *, capacity: int, overwrites: bool = True) -> CatalogWriter:
+    """The writer for the catalog under ``data_dir``, filing instances there (not started).
+
+    ``overwrites``: the node's duplicate policy may replace catalogued instances.
+    """
+    return CatalogWriter(
+        data_dir / CATALOG_FILE, capacity=capacity, files=data_dir, overwrites=overwrites
+    )
 
 
 class CatalogActor(Actor[CatalogInbox]):

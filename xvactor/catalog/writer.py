@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
 from xvactor.catalog.sqlite import IndexOutcome, open_catalog, write_batch
+from xvactor.catalog.turn import WriteTurn
 from xvactor.dicom.records import InstanceRecord
 from xvactor.dicom.status import OutOfResources
 from xvactor.storage.pending import Materializer, hold, release
@@ -110,12 +111,19 @@ class CatalogWriter:
         Requests that may wait in the queue; more block their callers.
     files : Path, optional
         The data directory that instance paths are relative to (needed by :meth:`file`).
+    overwrites : bool
+        Whether any writer of this catalog may replace a row (the ``overwrite`` duplicate
+        policy; ``xvactor.storage.pending``).
     """
 
-    def __init__(self, path: Path, *, capacity: int, files: Path | None = None) -> None:
+    def __init__(
+        self, path: Path, *, capacity: int, files: Path | None = None, overwrites: bool = True
+    ) -> None:
         self._path = path
         self._placement = Placement(os.fspath(files)) if files is not None else None
-        self._materializer = Materializer(path, files) if files is not None else None
+        self._materializer = (
+            Materializer(path, files, overwrites=overwrites) if files is not None else None
+        )
         self._queue: queue.Queue[_Index | _Call | object] = queue.Queue(maxsize=capacity)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -264,12 +272,14 @@ class CatalogWriter:
             opened.settle(None, exc)
             return
         opened.settle(conn, None)
+        turn = WriteTurn(self._path)
         try:
-            self._serve(conn)
+            self._serve(conn, turn)
         finally:
+            turn.close()
             conn.close()
 
-    def _serve(self, conn: sqlite3.Connection) -> None:
+    def _serve(self, conn: sqlite3.Connection, turn: WriteTurn) -> None:
         carried: _Index | _Call | object | None = None
         while True:
             job = carried if carried is not None else self._queue.get()
@@ -281,18 +291,22 @@ class CatalogWriter:
                 continue
             group = [cast(_Index, job)]
             carried = self._gather(group)
-            try:
-                _commit(conn, group, self._placement, self._materializer)
-            except Exception as exc:  # a bug must not end the thread with callers waiting
-                LOGGER.exception("catalog writer: commit of %d requests failed", len(group))
-                _fail(group, exc)
+            with turn:  # what queued while another process wrote joins this group
+                if carried is None:
+                    carried = self._gather(group, wait=False)
+                try:
+                    _commit(conn, group, self._placement, self._materializer)
+                except Exception as exc:  # a bug must not end the thread with callers waiting
+                    LOGGER.exception("catalog writer: commit of %d requests failed", len(group))
+                    _fail(group, exc)
 
-    def _gather(self, group: list[_Index]) -> _Index | _Call | object | None:
-        """Add to ``group`` what is queued, and what announced requests bring in time.
+    def _gather(self, group: list[_Index], *, wait: bool = True) -> _Index | _Call | object | None:
+        """Add to ``group`` what is queued, and (``wait``) what announced requests bring
+        in time.
 
         Returns a job that cannot join the group (to run next), if one came.
         """
-        deadline = time.monotonic() + COMMIT_DELAY
+        deadline = time.monotonic() + (COMMIT_DELAY if wait else 0.0)
         while True:
             try:
                 more = self._queue.get_nowait()

@@ -39,9 +39,11 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import cast
 
+from xvactor.catalog.turn import WriteTurn
 from xvactor.dicom.part10 import fsync_directory
 
 __all__ = [
@@ -60,7 +62,12 @@ PENDING_DIR = ".pending"
 """Scratch files of materializers, under the data directory (same file system)."""
 
 BATCH = 256
-"""Pending files written per batch (one flush, one write-lock hold)."""
+"""Pending files written per batch (one flush, one or two write-lock holds)."""
+
+GATHER = 0.02
+"""Seconds a woken materializer lets more commits come before it writes (fewer, larger
+batches: each costs a device flush and the catalog's write lock, which the receive
+processes' commits wait for)."""
 
 
 def hold(conn: sqlite3.Connection, path: str, content: bytes, owner: str) -> None:
@@ -130,11 +137,19 @@ def materialize(
     keys: Sequence[int] | None = None,
     owner: str | None = None,
     limit: int = BATCH,
+    locked: bool = True,
+    turn: AbstractContextManager[object] | None = None,
 ) -> int:
     """Write one batch of pending files at their final names (see the module docstring).
 
     The batch: the rows ``keys``, else the oldest ``limit`` of ``owner`` (``None``: of
     anyone).  Returns how many pending rows the batch took: 0 when none was left.
+
+    ``locked=False`` renames without the catalog's write lock (which every receive
+    process's commits wait for): safe when no pending row can be released by anyone else,
+    i.e. when no row is ever replaced (the duplicate policy is not ``overwrite``) and the
+    rows are this writer's own.  ``turn``: taken around each write to the catalog
+    (``xvactor.catalog.turn``).
 
     Raises
     ------
@@ -169,7 +184,8 @@ def materialize(
             temporary = os.fspath(scratch / f"{prefix}{pk}.tmp")
             _write(temporary, content)
             written[int(pk)] = (temporary, str(relative))
-        placed, directories = _rename_still_pending(conn, root, written)
+        with turn or nullcontext():
+            placed, directories = _rename(conn, root, written, locked=locked)
         _make_durable(root, [os.fspath(root / written[pk][1]) for pk in placed], directories)
     finally:
         for temporary, _ in written.values():
@@ -178,16 +194,18 @@ def materialize(
         return len(written)  # all replaced since by newer rows: nothing left to do
     marks = ",".join("?" * len(placed))
     # Lost on a power loss at worst: then the same bytes are written again at the same name.
-    conn.execute(f"DELETE FROM pending_files WHERE pending_pk IN ({marks})", placed)  # noqa: S608
+    with turn or nullcontext():
+        conn.execute(f"DELETE FROM pending_files WHERE pending_pk IN ({marks})", placed)  # noqa: S608
     return len(written)
 
 
-def _rename_still_pending(
-    conn: sqlite3.Connection, root: Path, written: dict[int, tuple[str, str]]
+def _rename(
+    conn: sqlite3.Connection, root: Path, written: dict[int, tuple[str, str]], *, locked: bool
 ) -> tuple[list[int], list[str]]:
-    """Under the write lock, rename each scratch file whose row is still pending."""
-    placed: list[int] = []
-    directories: list[str] = []
+    """Rename each scratch file whose row is still pending (``locked``: checked again
+    under the write lock); returns their keys and the directories whose entries changed."""
+    if not locked:
+        return _rename_each(root, written, sorted(written))
     conn.execute("BEGIN IMMEDIATE")
     try:
         marks = ",".join("?" * len(written))
@@ -198,15 +216,23 @@ def _rename_still_pending(
                 list(written),
             )
         }
-        for pk in sorted(still):
-            temporary, relative = written[pk]
-            final = root / relative
-            directories.extend(_make_directories(root, final.parent))
-            os.replace(temporary, final)
-            placed.append(pk)
-            directories.append(os.fspath(final.parent))
+        return _rename_each(root, written, sorted(still))
     finally:
         conn.execute("COMMIT")  # nothing was written: this only gives the lock back
+
+
+def _rename_each(
+    root: Path, written: dict[int, tuple[str, str]], keys: list[int]
+) -> tuple[list[int], list[str]]:
+    placed: list[int] = []
+    directories: list[str] = []
+    for pk in keys:
+        temporary, relative = written[pk]
+        final = root / relative
+        directories.extend(_make_directories(root, final.parent))
+        os.replace(temporary, final)
+        placed.append(pk)
+        directories.append(os.fspath(final.parent))
     return placed, directories
 
 
@@ -301,11 +327,15 @@ class Materializer:
         The catalog.
     root : Path
         The data directory (pending paths are relative to it).
+    overwrites : bool
+        Rows may be replaced (the ``overwrite`` duplicate policy): rename only under the
+        write lock (see :func:`materialize`).
     """
 
-    def __init__(self, database: Path, root: Path) -> None:
+    def __init__(self, database: Path, root: Path, *, overwrites: bool = True) -> None:
         self._database = database
         self._root = root
+        self._locked = overwrites
         self.owner = uuid.uuid4().hex
         """Marks the pending rows of this process's writer."""
         self._wake = threading.Condition()
@@ -358,21 +388,24 @@ class Materializer:
         return conn
 
     def _run(self, conn: sqlite3.Connection) -> None:
+        turn = WriteTurn(self._database)
         try:
             while True:
                 with self._wake:
                     while not self._due and not self._stopping:
                         self._wake.wait()
+                    self._wake.wait_for(lambda: self._stopping, timeout=GATHER)
                     self._due, stopping = False, self._stopping
-                self._drain(conn)
+                self._drain(conn, turn)
                 if stopping:
                     return
         finally:
+            turn.close()
             conn.close()
 
-    def _drain(self, conn: sqlite3.Connection) -> None:
+    def _drain(self, conn: sqlite3.Connection, turn: WriteTurn) -> None:
         try:
-            while materialize(conn, self._root, owner=self.owner):
+            while materialize(conn, self._root, owner=self.owner, locked=self._locked, turn=turn):
                 pass
         except (OSError, sqlite3.Error) as exc:  # kept pending; the next commit retries
             LOGGER.warning("pending files not yet written at their names: %s", exc)
