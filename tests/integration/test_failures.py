@@ -39,7 +39,9 @@ def test_disk_full_while_spooling_answers_a700_and_keeps_the_association(
     make_node: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     handle = make_node()
-    monkeypatch.setattr(spool_module, "_create", lambda path, direct_io: _FillsUp(path, 4096))
+    monkeypatch.setattr(
+        spool_module, "_create", lambda path, direct_io, keep_up_to: _FillsUp(path, 4096)
+    )
     status = send(handle, make_dataset(rows=128, columns=128))
     assert status.Status == 0xA700
     assert status.ErrorComment == "Out of disk space"
@@ -73,8 +75,8 @@ def test_stalled_catalog_answers_a700_and_never_leaves_a_row_without_its_file(
     rows = handle.catalog_rows("SELECT path FROM instances")
     assert len(rows) == 1
     (path,) = rows[0]
+    assert stored_path(handle, ds).is_file()  # written at its name, if still held
     assert (handle.data_dir / str(path)).is_file()
-    assert stored_path(handle, ds).is_file()
     assert [p for p in leftovers(handle) if ".spool" in p.parts] == []
 
 

@@ -125,6 +125,33 @@ def test_staging_buffers_are_reused(tmp_path: Path) -> None:
 
 def test_an_existing_name_is_never_overwritten(tmp_path: Path) -> None:
     (tmp_path / "a.dcm").write_bytes(b"keep")
+    spool = SpoolFile(tmp_path / "a.dcm")  # created when the first bytes are written out
+    spool.write(b"other")
     with pytest.raises(FileExistsError):
-        SpoolFile(tmp_path / "a.dcm")
+        spool.flush()
+    spool.discard()
     assert (tmp_path / "a.dcm").read_bytes() == b"keep"
+
+
+def test_a_small_object_is_kept_in_memory_and_never_becomes_a_file(tmp_path: Path) -> None:
+    data = os.urandom(5000)
+    spool = SpoolFile(tmp_path / "a.dcm", keep_up_to=5000)
+    write_in_pieces(spool, data, 5000)
+    spool.flush()
+    spool.close()
+    assert not spool.on_disk
+    assert not (tmp_path / "a.dcm").exists()
+    assert spool.head == data
+    assert spool.size == 5000
+
+
+@pytest.mark.parametrize("size", [5001, 300 * 1024])
+def test_an_object_larger_than_what_is_kept_becomes_a_file(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
+    spool = SpoolFile(tmp_path / "a.dcm", keep_up_to=5000)
+    write_in_pieces(spool, data, size)
+    spool.flush()
+    spool.close()
+    assert spool.on_disk
+    assert (tmp_path / "a.dcm").read_bytes() == data
+    assert spool.head == data[:HEAD_BYTES]

@@ -132,6 +132,7 @@ class InboundServer:
             on_store=self._on_spooled_store,
             in_memory=lambda assoc: self._log_for(assoc).anonymize,
             direct_io=config.direct_io,
+            keep_up_to=config.inline_max_kb * 1024,
         )
         self._slots = AssociationSlots(
             config.data_path.resolve() / SLOTS_DIR, config.max_associations
@@ -337,7 +338,7 @@ class InboundServer:
                 # After the answer (the peer need not wait for it): the spool name only.
                 # The instance, if filed, has its own name; a crash before this leaves
                 # the spool file to be cleared at the next start.
-                if request.path is not None:
+                if request.path is not None and request.on_disk:
                     request.path.unlink(missing_ok=True)
 
     @contextmanager
@@ -427,6 +428,7 @@ class InboundServer:
             calling_ae_title=str(assoc.requestor.ae_title),
             head=request.head,
             size=request.size,
+            on_disk=request.on_disk,
         )
         try:
             self._filing.store(received)

@@ -20,7 +20,9 @@ differing in what happens to a C-STORE-RQ:
   stores it and sends the C-STORE-RSP itself.  The peer is waiting for that response (no
   asynchronous operations are negotiated, PS3.7 Annex D.3.3.3), so nothing else is pending
   on the association meanwhile.  The caller unlinks the spool name afterwards, so
-  ``on_store`` must have linked the file into place (or it is discarded).
+  ``on_store`` must have linked the file into place (or it is discarded).  A small
+  dataset (``SpoolSettings.keep_up_to``) never becomes a spool file: it arrives in
+  ``SpooledStore.head``.
 
 A write error (disk full) does not abort the association: the rest of the dataset is read
 and dropped, and the request reaches ``on_store`` carrying the error, which answers with a
@@ -78,6 +80,8 @@ class SpooledStore:
     """The first bytes of the file at ``path`` (``None``: read them from it)."""
     size: int = 0
     """The size of the file at ``path`` (with ``head``)."""
+    on_disk: bool = True
+    """Whether the file at ``path`` exists (false: kept whole in ``head``)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,9 @@ class SpoolSettings:
     to be de-identified first): they are then kept in memory, in ``SpooledStore.data``."""
     direct_io: bool = True
     """Write large datasets around the page cache (``xvactor.dicom.spoolfile``)."""
+    keep_up_to: int = 0
+    """Files no larger than this are kept in memory, never written to the spool (the
+    catalog holds them, ``xvactor.storage.pending``)."""
 
 
 class _MemorySpool(BytesIO):
@@ -102,9 +109,9 @@ class _MemorySpool(BytesIO):
     name = "<memory>"
 
 
-def _create(path: Path, direct_io: bool = True) -> BinaryIO:
+def _create(path: Path, direct_io: bool = True, keep_up_to: int = 0) -> BinaryIO:
     """Create a spool file (a seam: tests put a full disk here)."""
-    return cast(BinaryIO, SpoolFile(path, direct_io=direct_io))
+    return cast(BinaryIO, SpoolFile(path, direct_io=direct_io, keep_up_to=keep_up_to))
 
 
 def _open_spool(
@@ -125,7 +132,7 @@ def _open_spool(
         return
     path = settings.directory / f"{uuid.uuid4().hex}.dcm"
     try:
-        spool = _create(path, settings.direct_io)
+        spool = _create(path, settings.direct_io, settings.keep_up_to)
     except OSError as exc:
         _fail(message, exc)
         return
@@ -198,10 +205,11 @@ def _spooled(message: DIMSEMessage, assoc: Association, request: StoreRequest) -
     data = spool.getvalue() if isinstance(spool, _MemorySpool) else None
     head: bytes | None = None
     size = 0
+    on_disk = spool is not None and not isinstance(spool, _MemorySpool)
     if spool is not None:
         spool.close()
         if isinstance(spool, SpoolFile):
-            head, size = spool.head, spool.size
+            head, size, on_disk = spool.head, spool.size, spool.on_disk
     return SpooledStore(
         context_id=context_id,
         message_id=request.message_id,
@@ -213,6 +221,7 @@ def _spooled(message: DIMSEMessage, assoc: Association, request: StoreRequest) -
         data=data,
         head=head,
         size=size,
+        on_disk=on_disk,
     )
 
 

@@ -12,7 +12,12 @@ file system without ``O_DIRECT`` (tmpfs) gets buffered writes.  The durability r
 not change: the file is fsynced, then linked, before any success (``xvactor.storage``).
 
 It keeps the first bytes written (:attr:`head`), so that the header can be read without
-reading the file back from the disk.
+reading the file back from the disk.  A whole object no larger than ``keep_up_to`` never
+becomes a file at all: it stays in :attr:`head`, for the catalog to hold
+(``xvactor.storage.pending``).  Creating and deleting a spool file per small instance is
+not free: on ext4 without a journal, each new inode is searched for past every inode
+deleted in the last seconds, and at a thousand instances a second that search became a
+fifth of the receive processes' CPU.
 """
 
 from __future__ import annotations
@@ -58,18 +63,22 @@ def _give_back(buffer: mmap.mmap) -> None:
 class SpoolFile:
     """A write-only file, created exclusively at ``path`` (see the module docstring).
 
-    ``direct_io=False``: every write goes through the page cache.
+    ``direct_io=False``: every write goes through the page cache.  ``keep_up_to``: a whole
+    object of at most this many bytes (and at most ``HEAD_BYTES``) is never written out;
+    after :meth:`close` it is :attr:`head` and :attr:`on_disk` is false.  The file is
+    created when the first bytes are written out.
 
     Raises
     ------
     OSError
-        From the constructor (cannot create), :meth:`write` and :meth:`flush` (disk full,
-        I/O error).
+        From :meth:`write`, :meth:`flush` and :meth:`close` (cannot create, disk full, I/O
+        error).
     """
 
-    def __init__(self, path: Path, *, direct_io: bool = True) -> None:
+    def __init__(self, path: Path, *, direct_io: bool = True, keep_up_to: int = 0) -> None:
         self.name = os.fspath(path)
-        self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self._fd: int | None = None
+        self._keep = min(keep_up_to, HEAD_BYTES)
         self._buffer: mmap.mmap | None = _take_buffer()
         self._view: memoryview | None = memoryview(self._buffer)
         self._fill = 0
@@ -87,6 +96,11 @@ class SpoolFile:
             return self._head
         view = self._view
         return b"" if view is None else bytes(view[: min(self._fill, HEAD_BYTES)])
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether the file exists (bytes were written out, or are to be on closing)."""
+        return self._fd is not None or self._keep == 0 or self._fill > self._keep
 
     @property
     def size(self) -> int:
@@ -111,8 +125,12 @@ class SpoolFile:
         return total
 
     def flush(self) -> None:
-        """Write out everything staged (the file is then complete so far)."""
-        if self._view is None or not self._fill:
+        """Write out everything staged (the file is then complete so far), unless the
+        object may yet be kept whole in memory (``keep_up_to``)."""
+        if self._view is None or not self.on_disk:
+            return
+        if not self._fill:
+            self._open()  # an empty file is a file too
             return
         aligned = self._fill - self._fill % _ALIGN
         if self._direct_on and aligned:
@@ -127,6 +145,8 @@ class SpoolFile:
             return
         try:
             self.flush()
+            if not self.on_disk:  # kept whole: no file
+                self._head = self.head
         finally:
             self._release()
 
@@ -143,12 +163,14 @@ class SpoolFile:
             view.release()
         if buffer is not None:
             _give_back(buffer)
-        os.close(self._fd)
+        if self._fd is not None:
+            os.close(self._fd)
 
     def _write_out(self, count: int) -> None:
         """Write the first ``count`` staged bytes to the file and keep the rest staged."""
         view = self._view
         assert view is not None
+        fd = self._open()
         if self._head is None:
             self._head = bytes(view[: min(self._fill, HEAD_BYTES)])
         if count % _ALIGN == 0 and self._direct:
@@ -156,7 +178,7 @@ class SpoolFile:
         done = 0
         while done < count:
             try:
-                done += os.write(self._fd, view[done:count])
+                done += os.write(fd, view[done:count])
             except OSError as exc:
                 if exc.errno != errno.EINVAL or not self._direct_on:
                     raise
@@ -170,9 +192,18 @@ class SpoolFile:
         self._fill = rest
         self._written += count
 
+    def _open(self) -> int:
+        """The file's descriptor, creating the file (never over an existing one)."""
+        if self._fd is None:
+            self._fd = os.open(
+                self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
+            )
+        return self._fd
+
     def _set_direct(self, on: bool) -> None:
         if on == self._direct_on:
             return
+        assert self._fd is not None
         try:
             flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
             fcntl.fcntl(self._fd, fcntl.F_SETFL, flags | _O_DIRECT if on else flags & ~_O_DIRECT)

@@ -98,6 +98,9 @@ class Received:
     """The file's first bytes, as spooled (``None``: read them from ``source``)."""
     size: int = 0
     """The file's size (with ``head``)."""
+    on_disk: bool = True
+    """Whether ``source`` exists (false: the whole file is ``head``, and the catalog holds
+    it whatever ``inline_max_bytes`` says)."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,12 @@ class Filing:
             catalog.end_filing()
             raise
         head = received.head
-        whole = head is not None and len(head) == received.size <= settings.inline_max_bytes
+        # Held by the catalog: small, or kept in memory by the receive path (no file).
+        whole = (
+            head is not None
+            and len(head) == received.size
+            and (0 < received.size <= settings.inline_max_bytes or not received.on_disk)
+        )
         indexed = catalog.file(
             record,
             received.source,
