@@ -189,11 +189,11 @@ def test_a_bug_in_a_commit_fails_its_group_and_the_thread_goes_on(
     real_commit = writer_module._commit
     calls: list[int] = []
 
-    def buggy_once(*args: Any) -> None:
+    def buggy_once(*args: Any) -> Any:
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("a bug")
-        real_commit(*args)
+        return real_commit(*args)
 
     monkeypatch.setattr(writer_module, "_commit", buggy_once)
     writer = started(tmp_path)

@@ -5,7 +5,9 @@ with its keys as columns; every instance row also keeps the raw header bytes, so
 attribute can later be a matching or return key.  Small instances' whole files wait in
 ``pending_files`` until they are written at their names (``xvactor.storage.pending``).
 The database runs in WAL mode with ``synchronous=FULL``: a committed row survives power
-loss, which is what lets the node answer Success only after the commit.
+loss, which is what lets the node answer Success only after the commit.  The catalog
+writers commit with ``synchronous=NORMAL`` and flush the WAL themselves once the write
+lock is free, before they answer anyone (``xvactor.catalog.walsync``).
 
 Every function here blocks; the catalog actor runs them on one worker thread at a time.
 """

@@ -38,6 +38,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from xvactor.catalog.sqlite import IndexOutcome, open_catalog, write_batch
 from xvactor.catalog.turn import WriteTurn
+from xvactor.catalog.walsync import WalSync
 from xvactor.dicom.records import InstanceRecord
 from xvactor.dicom.status import OutOfResources
 from xvactor.storage.pending import Materializer, hold, release
@@ -130,6 +131,8 @@ class CatalogWriter:
         self._preparing = 0
         """Threads that announced a request (:meth:`begin_filing`) and have not queued it."""
         self._preparing_lock = threading.Lock()
+        self._failure: OutOfResources | None = None
+        """Why every request now fails (the WAL could not be flushed), if it does."""
 
     @property
     def queued(self) -> int:
@@ -141,6 +144,7 @@ class CatalogWriter:
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return
+            self._failure = None
             opened: _Ticket[sqlite3.Connection] = _Ticket()
             thread = threading.Thread(
                 target=self._run, args=(opened,), name="xvactor-catalog", daemon=True
@@ -222,6 +226,8 @@ class CatalogWriter:
             thread = self._thread
             if thread is None or not thread.is_alive():
                 raise OutOfResources("Catalog is not running, retry later")
+            if self._failure is not None:
+                raise self._failure
             linked = (
                 None
                 if content is not None
@@ -258,6 +264,8 @@ class CatalogWriter:
         thread = self._thread
         if thread is None or not thread.is_alive():
             raise OutOfResources("Catalog is not running, retry later")
+        if self._failure is not None:
+            raise self._failure
         try:
             self._queue.put(job, timeout=timeout)
         except queue.Full:
@@ -273,13 +281,16 @@ class CatalogWriter:
             return
         opened.settle(conn, None)
         turn = WriteTurn(self._path)
+        wal = WalSync(self._path)
         try:
-            self._serve(conn, turn)
+            conn.execute("PRAGMA synchronous=NORMAL")  # each commit is flushed by ``wal``
+            self._serve(conn, turn, wal)
         finally:
+            wal.close()
             turn.close()
             conn.close()
 
-    def _serve(self, conn: sqlite3.Connection, turn: WriteTurn) -> None:
+    def _serve(self, conn: sqlite3.Connection, turn: WriteTurn, wal: WalSync) -> None:
         carried: _Index | _Call | object | None = None
         while True:
             job = carried if carried is not None else self._queue.get()
@@ -287,18 +298,47 @@ class CatalogWriter:
             if job is _STOP:
                 return
             if isinstance(job, _Call):
-                _run_call(conn, job)
+                _run_call(conn, job, wal)
                 continue
             group = [cast(_Index, job)]
             carried = self._gather(group)
+            answer = None
             with turn:  # what queued while another process wrote joins this group
                 if carried is None:
                     carried = self._gather(group, wait=False)
                 try:
-                    _commit(conn, group, self._placement, self._materializer)
+                    answer = _commit(conn, group, self._placement, self._materializer)
                 except Exception as exc:  # a bug must not end the thread with callers waiting
                     LOGGER.exception("catalog writer: commit of %d requests failed", len(group))
                     _fail(group, exc)
+            if answer is None:
+                continue
+            try:
+                wal.sync()  # after the turn: the other processes' commits go on meanwhile
+            except OSError as exc:
+                self._refuse_all(group, carried, exc)
+                return
+            answer()
+
+    def _refuse_all(self, group: list[_Index], carried: object, exc: OSError) -> None:
+        """The WAL could not be flushed: fail this group and every later request.
+
+        After a failed fsync the kernel may have dropped what it could not write, so a
+        later fsync that succeeds proves nothing (PostgreSQL's lesson): no commit of this
+        connection is trusted any more.  The writer answers every request with the failure
+        until it is stopped; the next start recovers the catalog.
+        """
+        LOGGER.error("catalog WAL not flushed; refusing every request until restarted: %s", exc)
+        failure = OutOfResources(f"Catalog not flushed to disk: {exc.strerror or exc}")
+        self._failure = failure
+        _fail(group, failure)
+        job = carried
+        while True:
+            if job is _STOP:
+                return
+            if isinstance(job, _Index | _Call):
+                job.ticket.settle(None, failure)
+            job = self._queue.get()
 
     def _gather(self, group: list[_Index], *, wait: bool = True) -> _Index | _Call | object | None:
         """Add to ``group`` what is queued, and (``wait``) what announced requests bring
@@ -323,9 +363,12 @@ class CatalogWriter:
             group.append(more)
 
 
-def _run_call(conn: sqlite3.Connection, job: _Call) -> None:
+def _run_call(conn: sqlite3.Connection, job: _Call, wal: WalSync) -> None:
+    changes = conn.total_changes
     try:
         value = job.func(conn)
+        if conn.total_changes != changes:
+            wal.sync()  # it wrote: durable before its answer
     except Exception as exc:
         job.ticket.settle(None, exc)
     else:
@@ -337,8 +380,13 @@ def _commit(
     group: list[_Index],
     placement: Placement | None,
     materializer: Materializer | None,
-) -> None:
-    """File and index one group (see ``xvactor.storage.placement`` for the order)."""
+) -> Callable[[], None] | None:
+    """File and index one group (see ``xvactor.storage.placement`` for the order).
+
+    Returns what answers the group's callers, to call once the commit is durable
+    (``xvactor.catalog.walsync``); ``None`` when the group failed (its callers have their
+    answer).
+    """
     files = placement.group() if placement is not None else None
     held = False
     linked: dict[int, bool] = {}
@@ -386,14 +434,18 @@ def _commit(
         if files is not None:
             files.take_back()
         _fail(group, exc)
-        return
-    if held and materializer is not None:
-        materializer.notify()
-    for job, outcome in zip(group, outcomes, strict=True):
-        if isinstance(outcome, Exception):
-            job.ticket.settle(None, outcome)
-        else:
-            job.ticket.settle(outcome, None)
+        return None
+
+    def answer() -> None:
+        if held and materializer is not None:
+            materializer.notify()
+        for job, outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                job.ticket.settle(None, outcome)
+            else:
+                job.ticket.settle(outcome, None)
+
+    return answer
 
 
 def _fail(group: list[_Index], exc: Exception) -> None:
