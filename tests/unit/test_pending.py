@@ -39,7 +39,9 @@ def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def held(conn: sqlite3.Connection, path: str, content: bytes, owner: str = "x") -> int:
+    """Hold ``content`` at ``path`` as the writer does: a copy held there before is older."""
     conn.execute("BEGIN IMMEDIATE")
+    pending_module.release(conn, path)
     hold(conn, path, content, owner)
     conn.execute("COMMIT")
     return int(conn.execute("SELECT MAX(pending_pk) FROM pending_files").fetchone()[0])

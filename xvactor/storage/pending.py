@@ -73,9 +73,9 @@ processes' commits wait for)."""
 def hold(conn: sqlite3.Connection, path: str, content: bytes, owner: str) -> None:
     """Keep ``content`` as the file at ``path`` until written there (inside a transaction).
 
-    A copy still pending for ``path`` is dropped: this one is newer.
+    For a new row, or for one just replaced once its previous path was released
+    (:func:`release`): at most one copy is held per path.
     """
-    release(conn, path)
     conn.execute(
         "INSERT INTO pending_files (path, content, owner) VALUES (?, ?, ?)",
         (path, content, owner),
@@ -177,11 +177,11 @@ def materialize(
         return 0
     scratch = root / PENDING_DIR
     scratch.mkdir(exist_ok=True)
-    prefix = f"{os.getpid()}-{threading.get_ident()}-"
+    prefix = f"{scratch}/{os.getpid()}-{threading.get_ident()}-"
     written: dict[int, tuple[str, str]] = {}
     try:
         for pk, relative, content in rows:
-            temporary = os.fspath(scratch / f"{prefix}{pk}.tmp")
+            temporary = f"{prefix}{pk}.tmp"
             _write(temporary, content)
             written[int(pk)] = (temporary, str(relative))
         with turn or nullcontext():
@@ -226,13 +226,20 @@ def _rename_each(
 ) -> tuple[list[int], list[str]]:
     placed: list[int] = []
     directories: list[str] = []
+    top = os.fspath(root)
     for pk in keys:
         temporary, relative = written[pk]
-        final = root / relative
-        directories.extend(_make_directories(root, final.parent))
-        os.replace(temporary, final)
+        final = f"{top}/{relative}"
+        parent = final.rpartition("/")[0]
+        try:  # the series directory usually exists: no stat first
+            os.replace(temporary, final)
+        except FileNotFoundError:
+            if not os.path.exists(temporary):
+                raise
+            directories.extend(_make_directories(root, Path(parent)))
+            os.replace(temporary, final)
         placed.append(pk)
-        directories.append(os.fspath(final.parent))
+        directories.append(parent)
     return placed, directories
 
 
@@ -365,8 +372,9 @@ class Materializer:
     def notify(self) -> None:
         """A commit held bytes of this writer (called by the writer thread after it)."""
         with self._wake:
-            self._due = True
-            self._wake.notify()
+            if not self._due:  # woken once per batch, not once per commit
+                self._due = True
+                self._wake.notify()
 
     def stop(self) -> None:
         """Write what this writer left pending, then end the thread (blocking)."""
@@ -394,6 +402,7 @@ class Materializer:
                 with self._wake:
                     while not self._due and not self._stopping:
                         self._wake.wait()
+                    # Commits meanwhile find ``_due`` set and wake nobody.
                     self._wake.wait_for(lambda: self._stopping, timeout=GATHER)
                     self._due, stopping = False, self._stopping
                 self._drain(conn, turn)
