@@ -64,7 +64,7 @@ PENDING_DIR = ".pending"
 BATCH = 256
 """Pending files written per batch (one flush, one or two write-lock holds)."""
 
-GATHER = 0.02
+GATHER = 0.05
 """Seconds a woken materializer lets more commits come before it writes (fewer, larger
 batches: each costs a device flush and the catalog's write lock, which the receive
 processes' commits wait for)."""
