@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -139,6 +140,10 @@ def test_a_materializer_writes_what_an_earlier_run_left_when_it_starts(
     tmp_path: Path, conn: sqlite3.Connection
 ) -> None:
     held(conn, "studies/1/2/3.dcm", b"left by a crash", owner="a dead process")
+    scratch = tmp_path / PENDING_DIR
+    scratch.mkdir()
+    (scratch / "999999999-1-7.tmp").write_bytes(b"half")  # left by a dead process
+    (scratch / f"{os.getpid()}-1-8.tmp").write_bytes(b"in use")  # a live one's
     materializer = Materializer(tmp_path / "catalog.sqlite", tmp_path)
     materializer.start()
     try:
@@ -146,6 +151,7 @@ def test_a_materializer_writes_what_an_earlier_run_left_when_it_starts(
     finally:
         materializer.stop()
     assert pending_paths(conn) == []
+    assert sorted(p.name for p in scratch.iterdir()) == [f"{os.getpid()}-1-8.tmp"]
 
 
 def test_a_materializer_writes_its_writer_s_files_when_told(

@@ -400,7 +400,9 @@ def _commit(
         job = group[position]
         if previous_path is not None:
             release(conn, previous_path)  # replaced: an older copy must not land after
-        if job.content is not None and materializer is not None:
+        if job.content is not None:
+            if materializer is None:  # file() needs ``files``, which gives a materializer
+                raise RuntimeError("this catalog writer holds no files")
             hold(conn, job.record.path, job.content, materializer.owner)
             held = True
             return

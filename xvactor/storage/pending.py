@@ -316,6 +316,32 @@ def _load_syncfs() -> Callable[[int], int] | None:
 _SYNCFS = _load_syncfs()
 
 
+def _clear_scratch(scratch: Path) -> None:
+    """Remove scratch files of processes that are gone (a crash mid-batch left them).
+
+    Their bytes are still held by the catalog; a live process's files are left alone.
+    """
+    try:
+        names = os.listdir(scratch)
+    except FileNotFoundError:
+        return
+    for name in names:
+        pid = name.partition("-")[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        _unlink_quietly(os.fspath(scratch / name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
@@ -359,6 +385,7 @@ class Materializer:
             The catalog cannot be opened.
         """
         conn = self._open()
+        _clear_scratch(self._root / PENDING_DIR)
         try:
             materialize_all(conn, self._root)
         except (OSError, sqlite3.Error) as exc:  # kept pending; readers write their own
