@@ -10,14 +10,16 @@ shared by every instance of a commit group, makes both durable before the Succes
 This is the write-ahead log of a database used as the ingest journal.
 
 The instance is then written at its final name in the background (:class:`Materializer`,
-one thread beside each catalog writer, woken after each commit that held bytes):
+one thread beside each catalog writer, woken once per ``GATHER`` of commits that held bytes):
 
 1. each pending file's bytes are written to a scratch file;
-2. under the catalog's write lock, each one still pending is renamed to its final name (an
-   ``overwrite`` that replaced its row since deleted the pending row in that same
-   transaction, so an older copy never replaces a newer one; a file another process linked
-   there without the lock is replaced, and that process finds it no longer its own,
-   ``xvactor.storage.placement``);
+2. each one still pending is renamed to its final name.  When rows may be replaced (the
+   ``overwrite`` policy), that check and the renames run under the catalog's write lock:
+   an overwrite deletes the pending row of the copy it replaces in its own transaction, so
+   an older copy never lands over a newer one.  Otherwise nobody but a materializer ever
+   deletes a pending row, and the renames need no lock.  A file another process linked
+   there without the lock is replaced, and that process finds it no longer its own
+   (``xvactor.storage.placement``);
 3. the files and their directories are made durable (one ``syncfs`` for the whole batch
    where Linux reports its write-back errors, else an fsync each), and only then are the
    pending rows deleted.
