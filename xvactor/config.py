@@ -232,8 +232,8 @@ class NodeConfig(_Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
     min_free_disk_mb: int = 256
     inline_max_kb: int = 64
-    """Received objects up to this size (at most 64) are made durable by the catalog's
-    commit, with their rows, and written at their names just after
+    """Received objects up to this size (at most 64) are put at their names but made
+    durable by the catalog's commit, with their rows, and fsynced there just after
     (``xvactor.storage.pending``): one flush per commit instead of three per object.
     0: every object is fsynced at its name before its row commits."""
     direct_io: bool = True

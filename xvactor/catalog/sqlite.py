@@ -3,7 +3,7 @@
 Four levels as PS3.4 C.6 defines them (patient, study, series, composite instance), each
 with its keys as columns; every instance row also keeps the raw header bytes, so any
 attribute can later be a matching or return key.  Small instances' whole files wait in
-``pending_files`` until they are written at their names (``xvactor.storage.pending``).
+``pending_files`` until they are durable at their names (``xvactor.storage.pending``).
 The database runs in WAL mode with ``synchronous=FULL``: a committed row survives power
 loss, which is what lets the node answer Success only after the commit.  The catalog
 writers commit with ``synchronous=NORMAL`` and flush the WAL themselves once the write
@@ -32,7 +32,8 @@ __all__ = [
     "write_batch",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: ``pending_files.placed`` (a version 1 catalog is upgraded when opened)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS patients (
@@ -87,13 +88,15 @@ CREATE TABLE IF NOT EXISTS pending_files (
     pending_pk INTEGER PRIMARY KEY AUTOINCREMENT,
     path TEXT NOT NULL,
     content BLOB NOT NULL,
-    owner TEXT NOT NULL
+    owner TEXT NOT NULL,
+    placed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS pending_files_path ON pending_files(path);
 CREATE INDEX IF NOT EXISTS pending_files_owner ON pending_files(owner, pending_pk);
 """
 """``pending_files``: small instances' bytes, durable with their rows, until written at
-their final names (``xvactor.storage.pending``).  Its keys are never reused
+their final names (``xvactor.storage.pending``); ``placed``: the file was put at its name
+before the commit, not yet made durable there.  Its keys are never reused
 (``AUTOINCREMENT``): a materializer that read a row finds it gone, never another in its place."""
 
 _UPSERT_PATIENT = """
@@ -177,13 +180,34 @@ def open_catalog(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version not in (0, SCHEMA_VERSION):
+    if version not in (0, 1, SCHEMA_VERSION):
         conn.close()
         msg = f"catalog {path} has schema version {version}, this xvactor knows {SCHEMA_VERSION}"
         raise RuntimeError(msg)
-    conn.executescript(_SCHEMA)
-    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    if version != SCHEMA_VERSION:
+        _upgrade(conn)
     return conn
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Create the schema, or bring a version 1 catalog to this one (one transaction, so
+    that processes opening the catalog together do it once)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(pending_files)")}
+            if "placed" not in columns:  # version 1
+                conn.execute(
+                    "ALTER TABLE pending_files ADD COLUMN placed INTEGER NOT NULL DEFAULT 0"
+                )
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _write_one(

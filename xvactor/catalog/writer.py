@@ -5,8 +5,8 @@ own thread, or a worker thread of an actor) link and fsync their instance's file
 final name, queue a request and block on its ticket; the writer takes every request queued
 so far into ONE transaction (group commit), settles the files whose name was taken,
 commits, and answers each from that commit (``xvactor.storage.placement``).  A small
-instance links nothing: its whole file is held in the commit with its row and written at
-its name just after (``xvactor.storage.pending``).  Concurrent C-STOREs therefore share
+instance is linked but not fsynced: its whole file is held in the commit with its row
+and made durable at its name just after (``xvactor.storage.pending``).  Concurrent C-STOREs therefore share
 one catalog fsync, and a reply never precedes the commit that holds its row.  While a
 commit runs, new requests gather in the queue and form the next group.
 
@@ -86,10 +86,11 @@ class _Index:
     spool: str | None = None
     """A spooled file to place at ``record.path`` in the same commit."""
     linked: Linked | None = None
-    """The spooled file, already linked at ``record.path`` and durable (step 1)."""
+    """The spooled file, already linked at ``record.path`` and durable (step 1); with
+    ``content``, linked but not durable."""
     content: bytes | None = None
-    """The whole file, to hold in the catalog until written at ``record.path``
-    (``xvactor.storage.pending``); then nothing is linked."""
+    """The whole file, to hold in the catalog until durable at ``record.path``
+    (``xvactor.storage.pending``)."""
 
 
 @dataclass
@@ -209,15 +210,17 @@ class CatalogWriter:
         timeout: float,
         announced: bool = False,
         content: bytes | None = None,
+        spooled: bool = False,
     ) -> IndexOutcome:
         """Place ``spool`` at ``record.path`` and index it, in one commit (blocking).
 
         See ``xvactor.storage.placement``: the file is durable before the row commits, and
         nothing is placed when the row is not written (a kept duplicate).  With
-        ``content`` (the whole file, small), the commit holds it instead and it is written
-        at ``record.path`` after (``xvactor.storage.pending``).  Raises as :meth:`index`,
-        and ``OSError`` when the file could not be placed or made durable (then neither
-        file nor row is left).
+        ``content`` (the whole file, small), the commit holds it, and the file is put at
+        ``record.path`` before (created at ``spool`` first, unless ``spooled``: ``spool``
+        holds those bytes already) but made durable there after
+        (``xvactor.storage.pending``).  Raises as :meth:`index`, and ``OSError`` when the
+        file could not be placed or made durable (then neither file nor row is left).
         """
         try:
             placement = self._placement
@@ -228,11 +231,12 @@ class CatalogWriter:
                 raise OutOfResources("Catalog is not running, retry later")
             if self._failure is not None:
                 raise self._failure
-            linked = (
-                None
-                if content is not None
-                else placement.link_durably(os.fspath(spool), record.path)  # on this thread
-            )
+            if content is None:  # on this thread, in parallel with other associations
+                linked = placement.link_durably(os.fspath(spool), record.path)
+            else:  # durable through the commit
+                linked = placement.link_unsynced(
+                    os.fspath(spool), record.path, None if spooled else content
+                )
         finally:
             # Before queueing: a writer that sees this request must not wait for it.
             if announced:
@@ -403,7 +407,9 @@ def _commit(
         if job.content is not None:
             if materializer is None:  # file() needs ``files``, which gives a materializer
                 raise RuntimeError("this catalog writer holds no files")
-            hold(conn, job.record.path, job.content, materializer.owner)
+            # At its name already (linked before the transaction, not replaced since).
+            placed = files is not None and linked[position] and files.still_ours(job.record.path)
+            hold(conn, job.record.path, job.content, materializer.owner, placed=placed)
             held = True
             return
         if files is None or job.spool is None:

@@ -9,9 +9,9 @@ a Success status means the SCP has stored the instance):
 3. hand it to the catalog writer, which, inside its write transaction, links it to
    ``studies/<Study>/<Series>/<SOP>.dcm`` (never replacing a catalogued copy unless the
    policy is ``overwrite``), fsyncs the file and the directory, and only then commits the
-   row (``xvactor.storage.placement``); a small file (``inline_max_bytes``) is instead
-   held in that commit with its row and written at its name just after
-   (``xvactor.storage.pending``).
+   row (``xvactor.storage.placement``); a small file (``inline_max_bytes``) is linked
+   there too but not fsynced: that commit holds its bytes with its row until it is
+   durable at its name (``xvactor.storage.pending``).
 
 Only then may the caller answer.  A failure on the way removes what this request placed,
 so a failed C-STORE leaves neither a file nor a row behind.
@@ -81,8 +81,9 @@ class StorageSettings:
     deidentification: bool = False
     """Some received instances may need de-identifying: load (or create) the secret."""
     inline_max_bytes: int = 0
-    """Files up to this size are held in the catalog's commit, then written at their names
-    (``xvactor.storage.pending``); 0: every file is made durable at its name first."""
+    """Files up to this size are held in the catalog's commit, and made durable at their
+    names after it (``xvactor.storage.pending``); 0: every file is made durable at its name
+    first."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class Filing:
             timeout=settings.catalog_timeout,
             announced=True,
             content=head if whole else None,
+            spooled=received.on_disk,
         )
         if indexed.written:
             if indexed.previous_path and indexed.previous_path != record.path:

@@ -1,4 +1,4 @@
-"""Small instances the catalog holds until they are written at their final names.
+"""Small instances the catalog holds until they are durable at their final names.
 
 A Success status means the SCP has stored the instance (PS3.4 B.2.3).  For a small
 instance, the device cache flushes that make it durable are most of what it costs: an
@@ -9,26 +9,34 @@ bytes go into ``pending_files`` in the same transaction as its row.  ONE flush, 
 shared by every instance of a commit group, makes both durable before the Success status.
 This is the write-ahead log of a database used as the ingest journal.
 
-The instance is then written at its final name in the background (:class:`Materializer`,
-one thread beside each catalog writer, woken once per ``GATHER`` of commits that held bytes):
+Before that commit, the receiving thread has also put the file at its final name, as for
+any instance (written to a spool file, linked at ``studies/<Study>/<Series>/<SOP>.dcm``
+if that name is free, ``xvactor.storage.placement``), only without an fsync: when the
+Success status goes out, the instance is both durable (in the catalog) and at its name
+(in the page cache), and the row is marked ``placed``.  A :class:`Materializer`, one
+thread beside each catalog writer woken once per ``GATHER`` of commits that held bytes,
+then makes those files durable where they are (one ``syncfs`` for the whole batch where
+Linux reports its write-back errors, else an fsync of each file and directory) and only
+then deletes their pending rows.
 
-1. each pending file's bytes are written to a scratch file;
-2. each one still pending is renamed to its final name.  When rows may be replaced (the
+A held instance whose name was taken when it arrived (a file without a row, or a row the
+``overwrite`` policy replaces) is not placed; the materializer writes it:
+
+1. its bytes are written to a scratch file;
+2. if still pending, it is renamed to its final name.  When rows may be replaced (the
    ``overwrite`` policy), that check and the renames run under the catalog's write lock:
    an overwrite deletes the pending row of the copy it replaces in its own transaction, so
-   an older copy never lands over a newer one.  Otherwise nobody but a materializer ever
-   deletes a pending row, and the renames need no lock.  A file another process linked
-   there without the lock is replaced, and that process finds it no longer its own
-   (``xvactor.storage.placement``);
-3. the files and their directories are made durable (one ``syncfs`` for the whole batch
-   where Linux reports its write-back errors, else an fsync each), and only then are the
-   pending rows deleted.
+   an older copy never lands over a newer one (and under that policy placed rows are
+   written again too).  Otherwise nobody but a materializer ever deletes a pending row,
+   and the renames need no lock.  A file another process linked there without the lock is
+   replaced, and that process finds it no longer its own (``xvactor.storage.placement``);
+3. then made durable as above, and its row deleted.
 
 A crash or a failure anywhere leaves the pending row, and so the bytes: every catalog
-writer writes what is pending (from any process) when it starts, and a reader that needs
-the file (C-MOVE, C-GET) calls :func:`materialize_paths` first.  A file at a final name
-whose row is still pending may be incomplete after a power loss; it is rewritten from the
-catalog before anyone reads it through the node.
+writer writes what is pending (from any process, placed or not) when it starts, and a
+reader that needs the file (C-MOVE, C-GET) calls :func:`materialize_paths` first.  A file
+at a final name whose row is still pending may be incomplete after a power loss; it is
+rewritten from the catalog before anyone reads it through the node.
 """
 
 from __future__ import annotations
@@ -72,15 +80,18 @@ batches: each costs a device flush and the catalog's write lock, which the recei
 processes' commits wait for)."""
 
 
-def hold(conn: sqlite3.Connection, path: str, content: bytes, owner: str) -> None:
-    """Keep ``content`` as the file at ``path`` until written there (inside a transaction).
+def hold(
+    conn: sqlite3.Connection, path: str, content: bytes, owner: str, *, placed: bool = False
+) -> None:
+    """Keep ``content`` as the file at ``path`` until durable there (inside a transaction).
 
     For a new row, or for one just replaced once its previous path was released
-    (:func:`release`): at most one copy is held per path.
+    (:func:`release`): at most one copy is held per path.  ``placed``: these bytes are at
+    ``path`` already, written by this process but not yet made durable there.
     """
     conn.execute(
-        "INSERT INTO pending_files (path, content, owner) VALUES (?, ?, ?)",
-        (path, content, owner),
+        "INSERT INTO pending_files (path, content, owner, placed) VALUES (?, ?, ?, ?)",
+        (path, content, owner, int(placed)),
     )
 
 
@@ -141,11 +152,16 @@ def materialize(
     limit: int = BATCH,
     locked: bool = True,
     turn: AbstractContextManager[object] | None = None,
+    trust_placed: bool = False,
 ) -> int:
     """Write one batch of pending files at their final names (see the module docstring).
 
     The batch: the rows ``keys``, else the oldest ``limit`` of ``owner`` (``None``: of
     anyone).  Returns how many pending rows the batch took: 0 when none was left.
+
+    ``trust_placed``: a row marked ``placed`` has its bytes at its name already and is
+    only made durable there, not written again.  Only for the process that placed them,
+    while it runs (after a crash the file may be incomplete: recovery writes every row).
 
     ``locked=False`` renames without the catalog's write lock (which every receive
     process's commits wait for): safe when no pending row can be released by anyone else,
@@ -158,47 +174,67 @@ def materialize(
     OSError
         A file could not be written or made durable (its bytes stay pending).
     """
+    # The bytes only of rows to write (a placed row trusted is only made durable).
+    columns = (
+        "pending_pk, path, CASE WHEN placed THEN NULL ELSE content END"
+        if trust_placed
+        else "pending_pk, path, content"
+    )
     if keys is not None:
         marks = ",".join("?" * len(keys))
         rows = conn.execute(
-            f"SELECT pending_pk, path, content FROM pending_files WHERE pending_pk IN ({marks})",  # noqa: S608
+            f"SELECT {columns} FROM pending_files WHERE pending_pk IN ({marks})",  # noqa: S608
             list(keys),
         ).fetchall()
     elif owner is not None:
         rows = conn.execute(
-            "SELECT pending_pk, path, content FROM pending_files WHERE owner = ? "
+            f"SELECT {columns} FROM pending_files WHERE owner = ? "  # noqa: S608
             "ORDER BY pending_pk LIMIT ?",
             (owner, limit),
         ).fetchall()
     else:
         rows = conn.execute(
-            "SELECT pending_pk, path, content FROM pending_files ORDER BY pending_pk LIMIT ?",
+            f"SELECT {columns} FROM pending_files ORDER BY pending_pk LIMIT ?",  # noqa: S608
             (limit,),
         ).fetchall()
     if not rows:
         return 0
     scratch = root / PENDING_DIR
-    scratch.mkdir(exist_ok=True)
     prefix = f"{scratch}/{os.getpid()}-{threading.get_ident()}-"
     written: dict[int, tuple[str, str]] = {}
+    there: list[int] = []
+    """Rows whose bytes are at their names already (placed by this process)."""
+    placed: list[int] = []
+    directories: list[str] = []
+    done: list[int] = []
     try:
         for pk, relative, content in rows:
+            if content is None:
+                there.append(int(pk))
+                continue
+            if not written:
+                scratch.mkdir(exist_ok=True)
             temporary = f"{prefix}{pk}.tmp"
             _write(temporary, content)
             written[int(pk)] = (temporary, str(relative))
-        with turn or nullcontext():
-            placed, directories = _rename(conn, root, written, locked=locked)
-        _make_durable(root, [os.fspath(root / written[pk][1]) for pk in placed], directories)
+        if written:
+            with turn or nullcontext():
+                placed, directories = _rename(conn, root, written, locked=locked)
+        paths = {int(pk): str(relative) for pk, relative, _ in rows}
+        done = there + placed
+        for pk in there:  # their directories may be new too (linked, not made durable)
+            directories.extend(_ancestors(root, paths[pk]))
+        _make_durable(root, [os.fspath(root / paths[pk]) for pk in done], directories)
     finally:
         for temporary, _ in written.values():
             _unlink_quietly(temporary)  # those not renamed
-    if not placed:
-        return len(written)  # all replaced since by newer rows: nothing left to do
-    marks = ",".join("?" * len(placed))
+    if not done:
+        return len(rows)  # all replaced since by newer rows: nothing left to do
+    marks = ",".join("?" * len(done))
     # Lost on a power loss at worst: then the same bytes are written again at the same name.
     with turn or nullcontext():
-        conn.execute(f"DELETE FROM pending_files WHERE pending_pk IN ({marks})", placed)  # noqa: S608
-    return len(written)
+        conn.execute(f"DELETE FROM pending_files WHERE pending_pk IN ({marks})", done)  # noqa: S608
+    return len(rows)
 
 
 def _rename(
@@ -243,6 +279,13 @@ def _rename_each(
         placed.append(pk)
         directories.append(parent)
     return placed, directories
+
+
+def _ancestors(root: Path, relative: str) -> list[str]:
+    """The directories between ``root`` and the file ``relative`` (innermost first)."""
+    parts = relative.split("/")[:-1]
+    top = os.fspath(root)
+    return ["/".join([top, *parts[:end]]) for end in range(len(parts), 0, -1)]
 
 
 def _make_directories(root: Path, directory: Path) -> list[str]:
@@ -443,7 +486,16 @@ class Materializer:
 
     def _drain(self, conn: sqlite3.Connection, turn: WriteTurn) -> None:
         try:
-            while materialize(conn, self._root, owner=self.owner, locked=self._locked, turn=turn):
+            while materialize(
+                conn,
+                self._root,
+                owner=self.owner,
+                locked=self._locked,
+                turn=turn,
+                # Under ``overwrite`` another process may replace a file at its name
+                # inside a transaction that then fails: a placed row is written again.
+                trust_placed=not self._locked,
+            ):
                 pass
         except (OSError, sqlite3.Error) as exc:  # kept pending; the next commit retries
             LOGGER.warning("pending files not yet written at their names: %s", exc)

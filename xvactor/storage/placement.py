@@ -90,6 +90,35 @@ class Placement:
         final = placing.placed[0]
         return Linked(final=final, inode=placing.inodes[final])
 
+    def link_unsynced(
+        self, spool: str, relative: str, content: bytes | None = None
+    ) -> Linked | None:
+        """Link ``spool`` at ``relative`` if that name is free, WITHOUT making it durable
+        there: for a file the catalog's commit holds (``xvactor.storage.pending``), whose
+        materializer makes it durable after.  ``None`` if the name is taken.
+
+        ``content``: first create ``spool`` with these bytes; its name is removed again
+        (the file keeps its final one).  Without, ``spool`` holds the file already.
+
+        Raises
+        ------
+        OSError
+            The file could not be created or linked (then nothing is left of it).
+        """
+        if content is not None:
+            if os.path.lexists(f"{self._root}/{relative}"):
+                return None  # taken (a duplicate): no file created only to be deleted
+            _write_new(spool, content)
+        placing = GroupPlacement(self)
+        try:
+            if not placing.link_new(spool, relative):
+                return None
+        finally:
+            if content is not None:
+                _unlink_quietly(spool)  # the file is at its final name, or not kept
+        final = placing.placed[0]
+        return Linked(final=final, inode=placing.inodes[final])
+
     def unlink(self, linked: Linked) -> None:
         """Take back a file :meth:`link_durably` linked (if it is still that file)."""
         placing = GroupPlacement(self)
@@ -251,6 +280,20 @@ def _still(path: str, inode: int | None) -> bool:
         return os.stat(path).st_ino == inode
     except OSError:
         return False
+
+
+def _write_new(path: str, content: bytes) -> None:
+    """Create ``path`` (never over an existing file) holding ``content``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(path)
+        raise
+    os.close(fd)
 
 
 def _unlink_quietly(path: str) -> None:
