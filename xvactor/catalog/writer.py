@@ -6,9 +6,10 @@ final name, queue a request and block on its ticket; the writer takes every requ
 so far into ONE transaction (group commit), settles the files whose name was taken,
 commits, and answers each from that commit (``xvactor.storage.placement``).  A small
 instance is linked but not fsynced: its whole file is held in the commit with its row
-and made durable at its name just after (``xvactor.storage.pending``).  Concurrent C-STOREs therefore share
-one catalog fsync, and a reply never precedes the commit that holds its row.  While a
-commit runs, new requests gather in the queue and form the next group.
+and made durable at its name just after (``xvactor.storage.pending``).  Concurrent
+C-STOREs therefore share one catalog fsync, and a reply never precedes the commit that
+holds its row.  While a commit runs, new requests gather in the queue and form the next
+group.
 
 Why a thread and not the event loop: handing a request to the loop and back costs two
 thread wake-ups (about 0.4 ms measured in place on the 2-core VM this runs on, more than

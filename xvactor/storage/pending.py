@@ -202,8 +202,7 @@ def materialize(
     scratch = root / PENDING_DIR
     prefix = f"{scratch}/{os.getpid()}-{threading.get_ident()}-"
     written: dict[int, tuple[str, str]] = {}
-    there: list[int] = []
-    """Rows whose bytes are at their names already (placed by this process)."""
+    there: list[int] = []  # rows whose bytes are at their names already (placed, trusted)
     placed: list[int] = []
     directories: list[str] = []
     done: list[int] = []
