@@ -55,6 +55,7 @@ from typing import cast
 
 from xvactor.catalog.turn import WriteTurn
 from xvactor.dicom.part10 import fsync_directory
+from xvactor.storage.placement import write_file
 
 __all__ = [
     "PENDING_DIR",
@@ -305,13 +306,7 @@ def _make_directories(root: Path, directory: Path) -> list[str]:
 
 
 def _write(path: str, content: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
+    write_file(path, content, exclusive=False)  # a scratch file a failed batch left
 
 
 def _make_durable(root: Path, files: list[str], directories: list[str]) -> None:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 from xvactor.storage.dirsync import DirectorySync
 
-__all__ = ["GroupPlacement", "Linked", "Placement"]
+__all__ = ["GroupPlacement", "Linked", "Placement", "write_file"]
 
 _DIRECTORY_CACHE = 4096
 """Series directories remembered as existing (the cache is cleared when full)."""
@@ -87,8 +87,7 @@ class Placement:
         except OSError:
             placing.take_back()
             raise
-        final = placing.placed[0]
-        return Linked(final=final, inode=placing.inodes[final])
+        return placing.first()
 
     def link_unsynced(
         self, spool: str, relative: str, content: bytes | None = None
@@ -108,7 +107,7 @@ class Placement:
         if content is not None:
             if os.path.lexists(f"{self._root}/{relative}"):
                 return None  # taken (a duplicate): no file created only to be deleted
-            _write_new(spool, content)
+            write_file(spool, content, exclusive=True)
         placing = GroupPlacement(self)
         try:
             if not placing.link_new(spool, relative):
@@ -116,8 +115,7 @@ class Placement:
         finally:
             if content is not None:
                 _unlink_quietly(spool)  # the file is at its final name, or not kept
-        final = placing.placed[0]
-        return Linked(final=final, inode=placing.inodes[final])
+        return placing.first()
 
     def unlink(self, linked: Linked) -> None:
         """Take back a file :meth:`link_durably` linked (if it is still that file)."""
@@ -199,6 +197,11 @@ class GroupPlacement:
         self.placed.append(final)
         self.inodes[final] = inode
         return True
+
+    def first(self) -> Linked:
+        """The first file this group linked, as :meth:`adopt` takes it back."""
+        final = self.placed[0]
+        return Linked(final=final, inode=self.inodes[final])
 
     def place(self, spool: str, relative: str, *, catalogued: bool) -> None:
         """Put ``spool`` at ``relative``, where a file already is (inside the transaction).
@@ -282,9 +285,14 @@ def _still(path: str, inode: int | None) -> bool:
         return False
 
 
-def _write_new(path: str, content: bytes) -> None:
-    """Create ``path`` (never over an existing file) holding ``content``."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+def write_file(path: str, content: bytes, *, exclusive: bool) -> None:
+    """Write ``content`` as the file ``path`` (not fsynced).
+
+    ``exclusive``: never over an existing file; otherwise an existing one is truncated
+    first.  A file that could not be written whole is removed again.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, 0o644)
     try:
         view = memoryview(content)
         while view:
